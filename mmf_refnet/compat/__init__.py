@@ -1,0 +1,66 @@
+"""Runtime shims that let PyPI ``mmf==1.0.0rc10`` (2020) run on a modern stack.
+
+Every module here fixes exactly one rc10 problem and exposes ``apply()``.
+``apply_pre()`` must run before the first ``import mmf`` (the problems are
+import-time failures); ``apply_post()`` runs right after ``import mmf`` and
+before a Configuration, model or trainer is built. Both are idempotent.
+
+Nothing outside this package patches MMF. A shim can be switched off for
+debugging with ``MMF_REFNET_SKIP_SHIMS=name1,name2`` (module names below).
+"""
+
+import importlib
+import os
+
+PRE_IMPORT = (
+    "collections_abc",
+    "omegaconf_legacy",
+    "torchvision_stub",
+    "demjson_alias",
+    "transformers_layout",
+)
+POST_IMPORT = (
+    "default_configs",
+    "config_names_model",
+    "unknown_model",
+    "logger_isatty",
+    "transformers_post_init",
+    "from_pretrained_none",
+    "vilbert_device",
+    "anomaly_detection",
+    "lmdb_shared_env",
+    "distributed_cpu",
+    "dataset_paths",
+    "annotation_lines",
+)
+
+_applied: set = set()
+
+
+def skipped_shims() -> set:
+    """Names listed in MMF_REFNET_SKIP_SHIMS (for proving a shim is needed)."""
+    raw = os.environ.get("MMF_REFNET_SKIP_SHIMS", "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def _apply(names) -> None:
+    skip = skipped_shims()
+    for name in names:
+        if name in _applied or name in skip:
+            continue
+        importlib.import_module(f"{__name__}.{name}").apply()
+        _applied.add(name)
+
+
+def apply_pre() -> None:
+    """Shims that must be in place before ``import mmf``."""
+    _apply(PRE_IMPORT)
+
+
+def apply_post() -> None:
+    """Shims that patch MMF objects; call after ``import mmf`` succeeded."""
+    _apply(POST_IMPORT)
+
+
+def applied() -> frozenset:
+    return frozenset(_applied)

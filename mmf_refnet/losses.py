@@ -1,0 +1,199 @@
+"""ReFNet's losses: the refiner's self-supervised cosine loss (paper Eq. 3) and
+the Multi-Similarity loss on fused embeddings (Eq. 5, computed by
+pytorch-metric-learning).
+
+Both exist as plain functions/modules used by the models and as MMF-registered
+losses (``refiner``, ``refnet_ms``), so other MMF models that emit
+``refiner_outputs``/``refiner_targets`` or ``fused_embedding`` can use them from
+their ``losses:`` config.
+
+Naming of the MS scales: the paper (§5.1, "α = 50, β = 2") follows its first
+author's MMF code, where α scales the *negative* pairs; Wang et al. and
+pytorch-metric-learning call the positive scale ``alpha`` (2) and the negative
+scale ``beta`` (50). Our config keys ``alpha``/``beta`` use the paper's naming
+and ``pml_scales`` maps them: pml.alpha = paper β, pml.beta = paper α.
+"""
+
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
+
+MULTILABEL_RULES = ("shares_label", "same_labels")
+
+
+def refiner_terms(outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor], weights) -> Dict[str, torch.Tensor]:
+    """γ_i · mean_batch(1 − cos(R_i, H_i(F_i))) for each modality, each of shape (1,)."""
+    terms = {}
+    for modality, output in outputs.items():
+        if modality not in targets:
+            raise KeyError(f"refiner output '{modality}' has no target; targets: {sorted(targets)}")
+        cosine = F.cosine_similarity(output.float(), targets[modality].float(), dim=-1, eps=1e-8)
+        terms[modality] = (float(weights[modality]) * (1.0 - cosine).mean()).view(1)
+    return terms
+
+
+def pml_scales(alpha: float, beta: float) -> Dict[str, float]:
+    """Paper α (negatives) / β (positives) → pml's alpha (positives) / beta (negatives)."""
+    return {"alpha": float(beta), "beta": float(alpha)}
+
+
+def pair_masks(targets: torch.Tensor, multilabel_rule: str = "shares_label"):
+    """Boolean (B, B) positive and negative masks; the diagonal is neither.
+
+    Single-label targets are class indices (B,); multilabel targets are multi-hot
+    (B, C). For multilabel data, ``shares_label`` makes a pair positive when the
+    two samples share at least one label and negative when they share none;
+    ``same_labels`` makes it positive only for identical label sets (pairs that
+    overlap partially are then neither).
+    """
+    size = targets.size(0)
+    eye = torch.eye(size, dtype=torch.bool, device=targets.device)
+    if targets.dim() == 1:
+        same = targets.unsqueeze(0) == targets.unsqueeze(1)
+        return same & ~eye, ~same
+    if multilabel_rule not in MULTILABEL_RULES:
+        raise ValueError(f"multilabel_rule must be one of {MULTILABEL_RULES}, got {multilabel_rule!r}")
+    labels = (targets > 0.5).float()
+    overlap = labels @ labels.t()
+    negative = overlap < 0.5
+    if multilabel_rule == "shares_label":
+        positive = ~negative
+    else:
+        positive = (labels.unsqueeze(0) == labels.unsqueeze(1)).all(-1)
+    return positive & ~eye, negative & ~eye
+
+
+def mine_hard_pairs(similarity: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, epsilon: float):
+    """Multi-Similarity mining (Wang et al.; pml's MultiSimilarityMiner rule) on masks.
+
+    Keeps a positive pair if S_ap − ε < max_n S_an and a negative pair if
+    S_an + ε > min_p S_ap, per anchor. Works for multilabel masks too, which
+    pml's miner (labels only) cannot take.
+    """
+    low, high = torch.finfo(similarity.dtype).min, torch.finfo(similarity.dtype).max
+    hardest_negative = similarity.masked_fill(~negative, low).amax(dim=1, keepdim=True)
+    hardest_positive = similarity.masked_fill(~positive, high).amin(dim=1, keepdim=True)
+    return positive & (similarity - epsilon < hardest_negative), negative & (similarity + epsilon > hardest_positive)
+
+
+class MultiSimilarity(torch.nn.Module):
+    """ζ-free Multi-Similarity loss on embeddings, via pytorch-metric-learning.
+
+    The pair selection is done on boolean masks (no host sync, no Python loop),
+    then pml's ``MultiSimilarityLoss`` computes the per-anchor terms. Anchors
+    with ``labeled=False`` are excluded (rows and columns); the loss is the mean
+    over labeled anchors, 0 when there are none. Computed in float32 even under
+    autocast: e^{50(S−λ)} overflows fp16.
+    """
+
+    def __init__(self, alpha=50.0, beta=2.0, base=0.5, miner_epsilon: Optional[float] = 0.1, multilabel_rule="shares_label",
+                 global_batch: bool = True):
+        super().__init__()
+        self.global_batch = bool(global_batch)
+        self.loss = pml_losses.MultiSimilarityLoss(base=float(base), **pml_scales(alpha, beta))
+        self.miner_epsilon = None if miner_epsilon is None else float(miner_epsilon)
+        if multilabel_rule not in MULTILABEL_RULES:
+            raise ValueError(f"multilabel_rule must be one of {MULTILABEL_RULES}, got {multilabel_rule!r}")
+        self.multilabel_rule = multilabel_rule
+
+    def forward(self, embeddings: torch.Tensor, targets: torch.Tensor, labeled: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Mean MS loss; in a distributed run (``global_batch``) over all ranks' samples."""
+        world = 1
+        if self.global_batch:
+            embeddings, targets, labeled, world = global_batch(embeddings, targets, labeled)
+        return scale_gradient(self.batch_loss(embeddings, targets, labeled), world)
+
+    def batch_loss(self, embeddings: torch.Tensor, targets: torch.Tensor, labeled: Optional[torch.Tensor] = None) -> torch.Tensor:
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            embeddings = embeddings.float()
+            similarity = self.loss.distance(embeddings)
+            positive, negative = pair_masks(targets, self.multilabel_rule)
+            weights = torch.ones(embeddings.size(0), device=embeddings.device)
+            if labeled is not None:
+                keep = labeled.to(torch.bool).view(-1)
+                pair_ok = keep.unsqueeze(0) & keep.unsqueeze(1)
+                positive, negative = positive & pair_ok, negative & pair_ok
+                weights = keep.float()
+            if self.miner_epsilon is not None:
+                positive, negative = mine_hard_pairs(similarity, positive, negative, self.miner_epsilon)
+            per_anchor = self.loss._compute_loss(similarity, positive, negative)["loss"]["losses"]
+            return (per_anchor * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def _gather_padded(tensor: torch.Tensor, sizes, max_size: int):
+    import torch.distributed as dist
+
+    padded = tensor.new_zeros((max_size,) + tuple(tensor.shape[1:]))
+    padded[: tensor.size(0)] = tensor.detach()
+    gathered = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(gathered, padded)
+    return [chunk[:size] for chunk, size in zip(gathered, sizes)]
+
+
+def global_batch(embeddings: torch.Tensor, targets: torch.Tensor, labeled: Optional[torch.Tensor] = None):
+    """All ranks' embeddings/targets/labeled flags, this rank's rows keeping their graph.
+
+    Other ranks' rows carry no gradient (as in pml's DistributedLossWrapper);
+    uneven batch sizes are padded for the all-gather and trimmed after.
+    Returns the inputs unchanged when not running distributed.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return embeddings, targets, labeled, 1
+    world, rank = dist.get_world_size(), dist.get_rank()
+    size = torch.tensor([embeddings.size(0)], device=embeddings.device)
+    all_sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(all_sizes, size)
+    sizes = [int(s.item()) for s in all_sizes]
+    if labeled is None:
+        labeled = torch.ones(embeddings.size(0), dtype=torch.bool, device=embeddings.device)
+    parts = [_gather_padded(t, sizes, max(sizes)) for t in (embeddings, targets, labeled.to(torch.uint8))]
+    parts[0][rank] = embeddings
+    parts[1][rank] = targets
+    return torch.cat(parts[0]), torch.cat(parts[1]), torch.cat(parts[2]).bool(), world
+
+
+def scale_gradient(loss: torch.Tensor, factor: int) -> torch.Tensor:
+    """Same value, gradient × factor: undoes DDP's gradient averaging for a loss
+    every rank computes on the global batch (only its own rows carry gradient)."""
+    if factor == 1:
+        return loss
+    return loss * factor - loss.detach() * (factor - 1)
+
+
+def _register():
+    from mmf.common.registry import registry
+
+    @registry.register_loss("refiner")
+    class RefinerLoss(torch.nn.Module):
+        """Σ γ_i (1 − cos(R_i, H_i(F_i))) from ``model_output['refiner_outputs']`` and
+        ``model_output['refiner_targets']`` (dicts keyed by modality)."""
+
+        def __init__(self, weights=None):
+            super().__init__()
+            self.weights = dict(weights or {})
+
+        def forward(self, sample_list, model_output):
+            outputs, targets = model_output["refiner_outputs"], model_output["refiner_targets"]
+            weights = {m: self.weights.get(m, 1.0) for m in outputs}
+            return sum(refiner_terms(outputs, targets, weights).values()).view(1)
+
+    @registry.register_loss("refnet_ms")
+    class MultiSimilarityLoss(torch.nn.Module):
+        """ζ · MS loss on ``model_output['fused_embedding']`` with ``sample_list.targets``."""
+
+        def __init__(self, weight=1.0, **params):
+            super().__init__()
+            self.weight = float(weight)
+            self.criterion = MultiSimilarity(**params)
+
+        def forward(self, sample_list, model_output):
+            return (self.weight * self.criterion(model_output["fused_embedding"], sample_list.targets)).view(1)
+
+    return RefinerLoss, MultiSimilarityLoss
+
+
+RefinerLoss, MultiSimilarityLoss = _register()

