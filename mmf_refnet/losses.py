@@ -118,7 +118,7 @@ class MultiSimilarity(torch.nn.Module):
                 weights = keep.float()
             if self.miner_epsilon is not None:
                 positive, negative = mine_hard_pairs(similarity, positive, negative, self.miner_epsilon)
-            per_anchor = self.loss._compute_loss(similarity, positive, negative)["loss"]["losses"]
+            per_anchor = self.loss._compute_loss(similarity, positive, negative)["loss"]["losses"].view(-1)
             return (per_anchor * weights).sum() / weights.sum().clamp_min(1.0)
 
 

@@ -88,6 +88,9 @@ class ReFNet(ViLBERT):
                 alpha=ms.alpha, beta=ms.beta, base=ms.base, miner_epsilon=ms.miner_epsilon,
                 multilabel_rule=ms.multilabel_rule, global_batch=ms.global_batch,
             )
+        # The model computes its configured losses itself (plus the refiner/MS terms),
+        # so MMF's "losses already present" warning says nothing useful here.
+        self._logged_warning["losses_present"] = True
         if config.freeze_base:
             for parameter in self.model.bert.parameters():
                 parameter.requires_grad = False

@@ -1,0 +1,139 @@
+"""The refnet models in-process: wiring, gradients, optimizer coverage, checkpoints."""
+
+import pytest
+import torch
+
+from tests import inprocess
+
+
+@pytest.fixture(scope="module")
+def refnet_ms(tmp_path_factory):
+    config = inprocess.configuration(tmp_path_factory.mktemp("cfg"), "refnet_ms")
+    return config, inprocess.build(config, "refnet_ms")
+
+
+def test_forward_returns_scores_and_named_losses(refnet_ms):
+    _, model = refnet_ms
+    output = model(inprocess.batch())
+    assert output["scores"].shape == (6, 2)
+    assert output["fused_embedding"].shape == (6, 16)
+    assert set(output["losses"]) == {
+        "train/hateful_memes/cross_entropy",
+        "train/hateful_memes/refiner_text",
+        "train/hateful_memes/refiner_image",
+        "train/hateful_memes/ms_loss",
+    }
+    assert all(value.shape == (1,) and torch.isfinite(value).all() for value in output["losses"].values())
+
+
+def test_refiner_loss_in_model_equals_formula(refnet_ms):
+    _, model = refnet_ms
+    model.eval()
+    sample_list = inprocess.batch()
+    with torch.no_grad():
+        encoded = model.encode(sample_list)
+        output = model(sample_list)
+        decoded = model.model.refiner.decoders["image"](encoded["fused"])
+    expected = 0.1 * (1 - torch.nn.functional.cosine_similarity(decoded, encoded["image"], dim=-1)).mean()
+    assert output["losses"]["train/hateful_memes/refiner_image"].item() == pytest.approx(expected.item(), rel=1e-5)
+    model.train()
+
+
+def test_refiner_gradients_reach_decoders_fusion_and_backbone(refnet_ms):
+    _, model = refnet_ms
+    model.zero_grad()
+    output = model(inprocess.batch())
+    output["losses"]["train/hateful_memes/refiner_text"].sum().backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+
+    def touched(prefix):
+        return any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith(prefix))
+
+    assert touched("model.refiner.decoders.text")
+    assert touched("model.fusion")
+    assert touched("model.bert")
+    assert not touched("model.refiner.decoders.image")  # only the text term was backpropagated
+    assert not touched("model.classifier")
+
+
+def test_every_trainable_parameter_is_in_the_optimizer(refnet_ms):
+    config, model = refnet_ms
+    from mmf.utils.build import build_optimizer
+
+    optimizer = build_optimizer(model, config)
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and id(p) not in in_optimizer]
+    assert not missing
+    assert len(in_optimizer) == len([p for p in model.parameters() if p.requires_grad])
+
+
+def test_checkpoint_round_trip_restores_decoders(refnet_ms, tmp_path):
+    config, model = refnet_ms
+    path = tmp_path / "model.pth"
+    torch.save(model.state_dict(), path)
+    assert any(key.startswith("model.refiner.decoders.text") for key in model.state_dict())
+    fresh = inprocess.build(config, "refnet_ms")
+    before = fresh.model.refiner.decoders["text"][0].weight.clone()
+    fresh.load_state_dict(torch.load(path))
+    after = fresh.model.refiner.decoders["text"][0].weight
+    assert not torch.equal(before, after)
+    assert torch.equal(after, model.model.refiner.decoders["text"][0].weight)
+
+
+def test_to_and_eval_reach_the_refiner(refnet_ms):
+    _, model = refnet_ms
+    model.eval()
+    assert all(not m.training for m in model.model.refiner.modules())
+    model.train()
+    assert all(m.training for m in model.model.refiner.modules())
+    model.to(torch.float64)
+    assert model.model.refiner.decoders["image"][0].weight.dtype == torch.float64
+    model.to(torch.float32)
+
+
+def test_without_targets_only_refiner_losses(refnet_ms):
+    _, model = refnet_ms
+    output = model(inprocess.batch(targets=False, dataset_type="test"))
+    assert set(output["losses"]) == {"test/hateful_memes/refiner_text", "test/hateful_memes/refiner_image"}
+
+
+def test_backbone_returning_seven_outputs_works(refnet_ms):
+    _, model = refnet_ms
+    backbone = model.model.bert
+    original = backbone.forward
+
+    def seven(*args, **kwargs):
+        out = original(*args, **kwargs)
+        return (out[0], out[1], out[2], out[3], None, None, None)
+
+    sample_list = inprocess.batch()
+    model.eval()
+    with torch.no_grad():
+        five = model(sample_list)["scores"]
+        backbone.forward = seven
+        try:
+            seventh = model(sample_list)["scores"]
+        finally:
+            backbone.forward = original
+    model.train()
+    assert torch.equal(five, seventh)
+
+
+def test_fixed_random_target_map_is_saved_and_not_trained(tmp_path):
+    config = inprocess.configuration(
+        tmp_path, "refnet", opts=["model_config.refnet.refiner.target_map=fixed_random", "model_config.refnet.refiner.dim=8"]
+    )
+    model = inprocess.build(config, "refnet")
+    projection = model.model.refiner.target_maps["text"]
+    assert projection.weight.shape == (8, 32)
+    assert "model.refiner.target_maps.text.weight" in model.state_dict()
+    assert not any("target_maps" in name for name, _ in model.named_parameters())
+    torch.testing.assert_close(projection.weight @ projection.weight.t(), torch.eye(8), atol=1e-5, rtol=0)
+    output = model(inprocess.batch())
+    assert output["losses"]["train/hateful_memes/refiner_text"].item() > 0
+
+
+def test_refnet_has_no_ms_loss_by_default(tmp_path):
+    config = inprocess.configuration(tmp_path, "refnet")
+    model = inprocess.build(config, "refnet")
+    assert "train/hateful_memes/ms_loss" not in model(inprocess.batch())["losses"]
