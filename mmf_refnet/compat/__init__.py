@@ -32,6 +32,7 @@ POST_IMPORT = (
     "distributed_cpu",
     "dataset_paths",
     "annotation_lines",
+    "feature_errors",
 )
 
 _applied: set = set()
