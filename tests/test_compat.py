@@ -1,0 +1,221 @@
+"""Each compat shim is needed: the same snippet fails with rc10's error when that
+one shim is switched off (MMF_REFNET_SKIP_SHIMS) and works with all shims on."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import transformers
+
+from tests import replicas, runner
+
+PRELUDE = """
+import os, sys, argparse, logging
+sys.path.insert(0, {repo!r})
+import mmf_refnet
+tmp = {tmp!r}
+os.makedirs(tmp, exist_ok=True)
+"""
+
+SNIPPETS = {
+    "collections_abc": ("""
+        from mmf.utils.logger import Logger
+        logger = object.__new__(Logger)
+        logger._is_master = False
+        Logger.log_progress(logger, {"a": 1})
+    """, "has no attribute 'Mapping'"),
+    "omegaconf_legacy": ("""
+        from tests import inprocess
+        inprocess.configuration(tmp, "vilbert")
+    """, "Missing key"),
+    "torchvision_stub": ("import mmf.datasets.databases.image_database", "No module named 'torchvision'"),
+    "demjson_alias": ("import mmf.utils.configuration", "No module named 'demjson'"),
+    "transformers_layout": ("import mmf.models.vilbert", "No module named 'transformers."),
+    "default_configs": ("""
+        from tests import inprocess
+        inprocess.configuration(tmp, "vilbert")
+    """, "defaults.yaml"),
+    "config_names_model": ("""
+        from mmf.utils.configuration import Configuration
+        from tests import runner
+        Configuration(argparse.Namespace(opts=["config=" + runner.tiny_config(tmp, "hateful_memes", "vilbert")],
+                                         config_override=None))
+    """, "Required argument 'model' not passed"),
+    "unknown_model": ("""
+        from tests import inprocess
+        try:
+            inprocess.configuration(tmp, "vilbert", opts=["model=refnett"])
+        except KeyError as error:
+            assert "ReFNet models: refnet, refnet_ms" in str(error)
+        else:
+            raise AssertionError("no error for an unknown model")
+    """, "no error for an unknown model"),
+    "logger_isatty": ("""
+        from mmf.utils.logger import StreamToLogger
+        assert StreamToLogger(logging.getLogger("x")).isatty() is False
+    """, "has no attribute 'isatty'"),
+    "from_pretrained_none": ("""
+        from transformers.models.bert.configuration_bert import BertConfig
+        from mmf.models.vilbert import ViLBERTBase
+        from tests import replicas
+        ViLBERTBase.from_pretrained(None, config=BertConfig.from_dict(replicas.tiny_vilbert_overrides(30) | {
+            "v_target_size": 10, "bi_attention_type": 1, "fast_mode": False, "visual_target": 0, "with_coattention": True,
+            "dynamic_attention": False, "task_specific_tokens": False, "fixed_v_layer": 0, "fixed_t_layer": 0,
+            "v_initializer_range": 0.02, "visualization": False, "in_batch_pairs": False, "v_hidden_act": "gelu"}))
+    """, "Error"),
+    "vilbert_device": ("""
+        from tests import inprocess
+        from omegaconf import open_dict
+        config = inprocess.configuration(tmp, "vilbert")
+        model = inprocess.build(config, "vilbert")
+        model(inprocess.batch())
+    """, "Torch not compiled with CUDA enabled"),
+    "anomaly_detection": ("""
+        import torch
+        from omegaconf import OmegaConf
+        from mmf.common.registry import registry
+        from mmf.trainers.base_trainer import BaseTrainer
+
+        class Writer:
+            def write(self, *args, **kwargs):
+                pass
+
+        class NoLoopTrainer(BaseTrainer):
+            def __init__(self):
+                self.config = OmegaConf.create({"training": {"detect_anomaly": False}})
+                self.run_type, self.model, self.writer = "train", torch.nn.Linear(1, 1), Writer()
+                self.max_epochs, self.max_updates, self.num_updates = None, 0, 0
+
+            def profile(self, text):
+                pass
+
+            def finalize(self):
+                assert not torch.is_anomaly_enabled(), "anomaly detection is on during train()"
+
+        registry.register("writer", Writer())
+        NoLoopTrainer().train()
+    """, "anomaly detection is on during train()"),
+    "lmdb_shared_env": ("""
+        from mmf.datasets.databases.readers.feature_readers import LMDBFeatureReader
+        from tests import replicas
+        root = replicas.hateful_memes(tmp + "/data", sizes=(2, 2, 2))
+        readers = [LMDBFeatureReader(6, root + "/features/detectron.lmdb") for _ in range(2)]
+        for reader in readers:
+            reader._init_db()
+    """, "already open"),
+    "distributed_cpu": ("""
+        import socket, torch.distributed as dist, torch.multiprocessing as mp
+        from mmf.utils import distributed
+
+        def worker(rank, port):
+            dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+            assert (distributed.get_rank(), distributed.get_world_size()) == (rank, 2), (
+                f"rank {rank} sees rank {distributed.get_rank()} of {distributed.get_world_size()}")
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+        mp.start_processes(worker, args=(port,), nprocs=2, start_method="fork")
+    """, "sees rank 0 of 1"),
+    "dataset_paths": ("""
+        from tests import inprocess
+        from mmf.datasets.builders.hateful_memes.builder import HatefulMemesBuilder
+        config = inprocess.configuration(tmp, "vilbert", opts=["env.data_dir=" + tmp + "/nowhere"])
+        try:
+            HatefulMemesBuilder().build(config.dataset_config.hateful_memes)
+        except Exception as error:
+            assert "nowhere/datasets/hateful_memes" in str(error), f"no path in: {error}"
+        else:
+            raise AssertionError("no error for a missing data dir")
+    """, "no path in"),
+    "annotation_lines": ("""
+        from mmf.datasets.databases.annotation_database import AnnotationDatabase
+        open(tmp + "/bad.jsonl", "w").write('{"id": 1}\\n{"id": \\n')
+        try:
+            AnnotationDatabase({}, tmp + "/bad.jsonl")
+        except Exception as error:
+            assert "bad.jsonl, line 2" in str(error), f"no file/line in: {type(error).__name__}: {error}"
+    """, "no file/line in"),
+    "feature_errors": ("""
+        from mmf.datasets.databases.features_database import FeaturesDatabase
+        from omegaconf import OmegaConf
+        from tests import replicas
+        root = replicas.hateful_memes(tmp + "/data", sizes=(2, 2, 2))
+        db = FeaturesDatabase(OmegaConf.create({"max_features": 6}), root + "/features/detectron.lmdb")
+        try:
+            db._read_features_and_info("99999.npy")
+        except Exception as error:
+            assert "99999.npy" in str(error) and "detectron.lmdb" in str(error), f"unclear: {error!r}"
+    """, "unclear"),
+}
+
+
+def _python(code, skip):
+    env = runner.offline_env({"MMF_REFNET_SKIP_SHIMS": skip, "PYTHONPATH": runner.REPO})
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+def _program(tmp, body):
+    return textwrap.dedent(PRELUDE.format(repo=runner.REPO, tmp=str(tmp))) + textwrap.dedent(body)
+
+
+def _assert_fails_without(name, tmp_path, snippets):
+    body, error = snippets[name]
+    result = _python(_program(tmp_path, body), skip=name)
+    assert result.returncode != 0, f"{name}: the snippet worked without its shim"
+    assert error in result.stderr + result.stdout, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", sorted(SNIPPETS))
+def test_snippet_fails_without_its_shim(name, tmp_path):
+    _assert_fails_without(name, tmp_path, SNIPPETS)
+
+
+def test_every_snippet_works_with_all_shims(tmp_path):
+    """One interpreter runs every snippet (each in its own function) with all shims on."""
+    checks = []
+    for name, (body, _) in sorted(SNIPPETS.items()):
+        checks.append(f"def check_{name}(tmp):\n    os.makedirs(tmp, exist_ok=True)\n"
+                      + textwrap.indent(textwrap.dedent(body), "    "))
+    runner_code = """
+failed = []
+for name, check in sorted((k, v) for k, v in list(globals().items()) if k.startswith("check_")):
+    try:
+        check(os.path.join(tmp, name))
+    except BaseException as error:
+        failed.append(f"{name}: {type(error).__name__}: {error}")
+print("FAILED:", failed)
+sys.exit(1 if failed else 0)
+"""
+    result = _python(_program(tmp_path, "\n".join(checks) + runner_code), skip="")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.skipif(int(transformers.__version__.split(".")[0]) < 5, reason="transformers < 5 has no post_init requirement")
+def test_post_init_shim_is_needed_on_transformers_5(tmp_path):
+    snippets = {"transformers_post_init": (SNIPPETS["from_pretrained_none"][0], "all_tied_weights_keys")}
+    _assert_fails_without("transformers_post_init", tmp_path, snippets)
+
+
+def test_shims_apply_once_and_all_are_listed():
+    from mmf_refnet import compat
+
+    compat.apply_pre()
+    compat.apply_post()
+    assert compat.applied() == frozenset(compat.PRE_IMPORT + compat.POST_IMPORT)
+    for name in compat.PRE_IMPORT + compat.POST_IMPORT:
+        module = __import__(f"mmf_refnet.compat.{name}", fromlist=["apply"])
+        assert module.__doc__ and "rc10" in module.__doc__, f"{name} must say which rc10 behaviour it fixes"
+
+
+def test_torchvision_stub_fails_loudly_when_used():
+    import torchvision
+
+    if not getattr(torchvision, "mmf_refnet_stub", False):
+        pytest.skip("a real torchvision is installed")
+    with pytest.raises(ImportError, match="torchvision is not usable"):
+        torchvision.transforms.Compose([])
+
+
+def test_replica_tokenizer_is_what_tests_use():
+    assert replicas.vocab_size() > len(replicas.SPECIAL_TOKENS)
