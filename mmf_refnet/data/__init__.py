@@ -1,0 +1,12 @@
+"""Offline demo data for mmf-refnet.
+
+* ``emoji``         -- the vendored Noto emoji atlas + index (``emoji_assets/``).
+* ``vendor_emoji``  -- regenerates ``emoji_assets/`` from the npm package.
+* ``features``      -- EfficientNet-Lite0 grid "region" features in MMF's
+  ``.npy`` + ``_info.npy`` layout (``refnet extract-features``).
+* ``emoji_memes``   -- builds/validates the "emoji memes" dataset in the
+  Hateful Memes on-disk layout.
+
+Kept import-light on purpose (no torch / mmf here): submodules are imported
+only by the code that needs them.
+"""

@@ -1,0 +1,454 @@
+"""The "emoji memes" demo dataset, in the Hateful Memes on-disk layout.
+
+Built fully offline from the vendored Noto emoji atlas (``emoji_assets/``)::
+
+    <data_dir>/datasets/emoji_memes/defaults/
+        features/<id>.npy, <id>_info.npy     shared by both variants (50 x 1280)
+        annotations/{train,dev,test}.jsonl   variant "fit" (binary, HM-like)
+        annotations/category/{train,dev,test}.jsonl + classes.txt   variant "category"
+        images/img/<id>.png                  only with ``write_images=True``
+
+"fit" sits where MMF's Hateful Memes builder looks (``defaults/annotations/
+train.jsonl``); "category" is a second annotation set in a sub-folder. Rows
+look like HM: ``{"id": int, "img": "img/00042.png", "text": str, "label": int}``;
+the feature file is the ``img`` basename without extension (``00042.npy``).
+``id`` is a row id (unique across the splits of a variant), the emoji id is in
+``img``.
+
+Variants
+--------
+* ``fit``: "does the caption name this image?". Each emoji gives one positive
+  (its own name) and one negative (the name of a confounder emoji from the same
+  split). Confounders form a derangement built from cycles inside the same
+  subcategory when possible (then category, then the whole split), so
+  negatives are hard, and **every image and every caption occur exactly once
+  with label 1 and once with label 0**: text-only and image-only models are at
+  chance (AUROC 0.5) by construction; only fusion can solve it.
+* ``category``: 9-way emoji category (classes in sorted order, ``classes.txt``);
+  text is the emoji name. The data source suffixes every country/region flag
+  name with "flag" (``andorra flag``), which would leak the label, so that
+  trailing word is removed for the Flags category only (``andorra``); names that
+  merely contain "flag" elsewhere (``flag in hole``) are unchanged. Other names
+  still carry real cues (e.g. "face"), as intended for a text modality.
+
+Splits are disjoint by emoji, stratified by category/subcategory, 70/10/20,
+seeded (a ``max_emojis`` subset is the same for every seed).
+:func:`prepare_emoji_memes` is cached by a marker file and extracts only
+missing features; :func:`validate_dataset_dir` checks any directory in this
+layout and names the file/line of every problem.
+"""
+
+import hashlib
+import json
+import os
+import random
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from mmf_refnet.data.emoji import ASSETS_DIR, INDEX_FILE, EmojiRecord, categories, emoji_images, load_emoji_index
+
+DATASET_NAME = "emoji_memes"
+VARIANTS = ("fit", "category")
+SPLITS = ("train", "dev", "test")
+# Splits are assigned in blocks of 10 consecutive (stratum-sorted) emojis.
+SPLIT_PATTERN = ("train",) * 7 + ("dev",) + ("test",) * 2
+FIT_CLASSES = ("mismatch", "match")  # label 1: the caption names the image
+FEATURE_DIM = 1280
+FORMAT_VERSION = 1
+MARKER_FILE = ".prepared.json"
+MIN_PER_SPLIT = 2  # a derangement needs at least two emojis
+# ``max_emojis`` subsets are drawn with this fixed seed, not the split seed, so
+# that all seeds of a subset share (and reuse) the same feature files.
+SUBSET_SEED = 0
+
+PathLike = Union[str, Path]
+
+
+class DatasetValidationError(ValueError):
+    """A dataset directory in the HM layout is inconsistent (message lists each problem)."""
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def dataset_root(data_dir: PathLike) -> Path:
+    """``<data_dir>/datasets/emoji_memes/defaults`` (MMF's ``env.data_dir`` layout)."""
+    return Path(data_dir) / "datasets" / DATASET_NAME / "defaults"
+
+
+def annotations_dir(root: PathLike, variant: str) -> Path:
+    """Annotation folder of ``variant`` under a dataset root."""
+    _check_variant(variant)
+    base = Path(root) / "annotations"
+    return base if variant == "fit" else base / variant
+
+
+def image_name(emoji_id: int) -> str:
+    """Zero-padded file stem of an emoji image / feature file."""
+    return f"{emoji_id:05d}"
+
+
+def feature_name(img: str) -> str:
+    """Feature file stem for an ``img`` field, as rc10's HM dataset derives it."""
+    return os.path.splitext(os.path.basename(img))[0]
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown emoji_memes variant {variant!r}; choose one of {VARIANTS}")
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def _rng(seed: int, purpose: str) -> random.Random:
+    # String seeds are hashed with SHA-512 by `random`: stable across runs/platforms.
+    return random.Random(f"{DATASET_NAME}:{seed}:{purpose}")
+
+
+def select_emojis(records: Sequence[EmojiRecord], max_emojis: Optional[int], seed: int) -> List[EmojiRecord]:
+    """All records, or ``max_emojis`` of them drawn round-robin over categories (all 9 stay present)."""
+    if max_emojis is None or max_emojis >= len(records):
+        return sorted(records, key=lambda r: r.id)
+    if max_emojis < 1:
+        raise ValueError(f"max_emojis must be positive, got {max_emojis}")
+    rng = _rng(seed, "subset")
+    by_category = defaultdict(list)
+    for record in sorted(records, key=lambda r: r.id):
+        by_category[record.category].append(record)
+    queues = [rng.sample(by_category[c], len(by_category[c])) for c in sorted(by_category)]
+    chosen = []
+    while len(chosen) < max_emojis:
+        for queue in queues:
+            if queue and len(chosen) < max_emojis:
+                chosen.append(queue.pop())
+    return sorted(chosen, key=lambda r: r.id)
+
+
+def split_emojis(records: Sequence[EmojiRecord], seed: int) -> Dict[str, List[EmojiRecord]]:
+    """Disjoint train/dev/test emoji sets, ~70/10/20 within every category and subcategory.
+
+    Emojis are sorted by (category, subcategory, shuffled) and cut in blocks of
+    10 that each get a shuffled 7/1/2 pattern (systematic stratified sampling),
+    which keeps the proportions even for small subsets.
+    """
+    rng = _rng(seed, "split")
+    strata = defaultdict(list)
+    for record in sorted(records, key=lambda r: r.id):
+        strata[(record.category, record.subcategory)].append(record)
+    ordered = [r for key in sorted(strata) for r in rng.sample(strata[key], len(strata[key]))]
+    splits = {name: [] for name in SPLITS}
+    for start in range(0, len(ordered), len(SPLIT_PATTERN)):
+        pattern = rng.sample(SPLIT_PATTERN, len(SPLIT_PATTERN))
+        for record, name in zip(ordered[start:start + len(SPLIT_PATTERN)], pattern):
+            splits[name].append(record)
+    for name, members in splits.items():
+        if len(members) < MIN_PER_SPLIT:
+            raise ValueError(f"split '{name}' got {len(members)} emoji(s) from {len(records)}; "
+                             f"use max_emojis >= 20 so every split has at least {MIN_PER_SPLIT}")
+    return {name: sorted(members, key=lambda r: r.id) for name, members in splits.items()}
+
+
+def confounders(records: Sequence[EmojiRecord], rng: random.Random) -> Dict[int, int]:
+    """Derangement ``image id -> caption id`` made of cycles, as hard as possible.
+
+    Cycles are formed inside each subcategory with >= 2 members, then among
+    the leftovers of each category, then among all remaining; a single last
+    leftover is spliced into an existing cycle. Being a permutation without
+    fixed points is what makes every caption a negative exactly once.
+    """
+    if len(records) < 2:
+        raise ValueError("need at least two emojis to pick confounders")
+    mapping: Dict[int, int] = {}
+    pool = sorted(records, key=lambda r: r.id)
+    levels: List[Callable[[EmojiRecord], tuple]] = [
+        lambda r: (r.category, r.subcategory), lambda r: (r.category,), lambda r: ()]
+    for level in levels:
+        groups = defaultdict(list)
+        for record in pool:
+            groups[level(record)].append(record.id)
+        pool_ids = []
+        for key in sorted(groups):
+            members = groups[key]
+            if len(members) < 2:
+                pool_ids.extend(members)
+                continue
+            cycle = rng.sample(members, len(members))
+            mapping.update({a: b for a, b in zip(cycle, cycle[1:] + cycle[:1])})
+        leftover = set(pool_ids)
+        pool = [r for r in pool if r.id in leftover]
+    for record in pool:  # at most one left: splice a -> s -> pi(a)
+        a = rng.choice(sorted(mapping))
+        mapping[a], mapping[record.id] = record.id, mapping[a]
+    return mapping
+
+
+def category_text(record: EmojiRecord) -> str:
+    """Emoji name for the category task: Flags' label-leaking " flag" suffix removed."""
+    if record.category == "Flags":
+        stripped = re.sub(r"\s+flag$", "", record.name).strip()
+        return stripped or record.name
+    return record.name
+
+
+def _row(row_id: int, record: EmojiRecord, text: str, label: int) -> dict:
+    return {"id": row_id, "img": f"img/{image_name(record.id)}.png", "text": text, "label": int(label)}
+
+
+def build_rows(records: Sequence[EmojiRecord], variant: str, seed: int,
+               class_names: Optional[Sequence[str]] = None) -> Dict[str, List[dict]]:
+    """Annotation rows per split (pure function of records, variant and seed)."""
+    _check_variant(variant)
+    class_names = list(class_names or sorted({r.category for r in records}))
+    splits = split_emojis(records, seed)
+    rows: Dict[str, List[dict]] = {}
+    next_id = 1
+    for split in SPLITS:
+        rng = _rng(seed, f"{variant}:{split}")
+        members = splits[split]
+        by_id = {r.id: r for r in members}
+        if variant == "fit":
+            pairs = confounders(members, rng)
+            items = [(r, r.name, 1) for r in members] + [(r, by_id[pairs[r.id]].name, 0) for r in members]
+        else:
+            items = [(r, category_text(r), class_names.index(r.category)) for r in members]
+        items = rng.sample(items, len(items))  # no label/emoji order to exploit
+        rows[split] = [_row(next_id + i, r, text, label) for i, (r, text, label) in enumerate(items)]
+        next_id += len(items)
+    return rows
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    _write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def _params_key(variant: str, seed: int, max_emojis: Optional[int], assets_dir: Path) -> str:
+    index_hash = hashlib.sha256((assets_dir / INDEX_FILE).read_bytes()).hexdigest()
+    params = {"format": FORMAT_VERSION, "variant": variant, "seed": seed, "max_emojis": max_emojis,
+              "assets": index_hash, "feature_dim": FEATURE_DIM}
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+
+def check_feature_files(rows_by_file: Dict[str, List[dict]], features_dir: PathLike) -> None:
+    """Every row's ``<stem>.npy`` and ``<stem>_info.npy`` must exist (error names id and file)."""
+    features_dir = Path(features_dir)
+    for file, rows in rows_by_file.items():
+        for row in rows:
+            stem = feature_name(row["img"])
+            for path in (features_dir / f"{stem}.npy", features_dir / f"{stem}_info.npy"):
+                if not path.is_file():
+                    raise FileNotFoundError(f"{file}: row id {row['id']} (img {row['img']}) needs feature file "
+                                            f"'{path}', which does not exist")
+
+
+def _cached_result(marker: Path, key: str, features_dir: Path) -> Optional[dict]:
+    """The stored result if the marker matches ``key`` and its files are all still there."""
+    try:
+        stored = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if stored.get("key") != key:
+        return None
+    result = stored["result"]
+    if not all(Path(p).is_file() for p in result["annotations"].values()):
+        return None
+    names = stored.get("feature_names", [])
+    if not all((features_dir / f"{n}.npy").is_file() and (features_dir / f"{n}_info.npy").is_file() for n in names):
+        return None
+    return {**result, "cached": True}
+
+
+def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0, max_emojis: Optional[int] = None,
+                        force: bool = False, batch_size: int = 32, progress: bool = True, device: str = "cpu",
+                        write_images: bool = False) -> dict:
+    """Build (or reuse) the emoji memes dataset under ``data_dir``; return paths and counts.
+
+    Idempotent: a marker with a hash of the parameters (and of the vendored
+    index) makes a rerun a few file checks. Features are shared between
+    variants/seeds and only missing ones are extracted (``force`` recomputes
+    everything). ``write_images`` also writes the 64 px PNGs under
+    ``images/img/`` for image-based (non-feature) pipelines.
+    """
+    _check_variant(variant)
+    start = time.perf_counter()
+    root = dataset_root(data_dir)
+    ann_dir, features_dir = annotations_dir(root, variant), root / "features"
+    marker = ann_dir / MARKER_FILE
+    key = _params_key(variant, seed, max_emojis, ASSETS_DIR)
+    if not force and marker.is_file() and not (write_images and not (root / "images" / "img").is_dir()):
+        cached = _cached_result(marker, key, features_dir)
+        if cached is not None:
+            return {**cached, "seconds": time.perf_counter() - start}
+
+    records = select_emojis(load_emoji_index(), max_emojis, SUBSET_SEED)
+    class_names = list(FIT_CLASSES) if variant == "fit" else categories()
+    rows = build_rows(records, variant, seed, None if variant == "fit" else class_names)
+
+    from mmf_refnet.data.features import extract_features_from_images, feature_paths
+
+    missing = [r for r in records if force or not all(p.is_file() for p in feature_paths(features_dir, image_name(r.id)))]
+    images = emoji_images(missing) if missing else {}
+    report = extract_features_from_images({image_name(i): im for i, im in images.items()}, features_dir,
+                                          batch_size=batch_size, skip_existing=not force, progress=progress,
+                                          device=device)
+    if report.failed:
+        raise RuntimeError(f"feature extraction failed for {len(report.failed)} emoji(s): {report.failed[:5]}")
+    if write_images:
+        image_dir = root / "images" / "img"
+        image_dir.mkdir(parents=True, exist_ok=True)
+        for emoji_id, image in emoji_images(records).items():
+            image.save(image_dir / f"{image_name(emoji_id)}.png")
+
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    paths = {split: ann_dir / f"{split}.jsonl" for split in SPLITS}
+    for split, path in paths.items():
+        _write_jsonl(path, rows[split])
+    classes_file = None
+    if variant == "category":
+        classes_file = ann_dir / "classes.txt"
+        _write_text(classes_file, "".join(f"{name}\n" for name in class_names))
+    check_feature_files({str(paths[s]): rows[s] for s in SPLITS}, features_dir)
+
+    result = {
+        "variant": variant, "seed": seed, "max_emojis": max_emojis, "root": str(root),
+        "annotations_dir": str(ann_dir), "annotations": {s: str(p) for s, p in paths.items()},
+        "features_dir": str(features_dir), "classes_file": str(classes_file) if classes_file else None,
+        "classes": class_names, "num_classes": len(class_names),
+        "counts": {s: len(rows[s]) for s in SPLITS},
+        "num_emojis": {s: len({feature_name(r["img"]) for r in rows[s]}) for s in SPLITS},
+        "features": {"written": report.written, "skipped_existing": report.skipped_existing,
+                     "reused": len(records) - len(missing)},
+        "cached": False,
+    }
+    marker_data = {"key": key, "result": result, "feature_names": [image_name(r.id) for r in records]}
+    _write_text(marker, json.dumps(marker_data, indent=1, sort_keys=True))
+    return {**result, "seconds": time.perf_counter() - start}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _read_classes(jsonl: Path) -> Optional[int]:
+    classes = jsonl.parent / "classes.txt"
+    if not classes.is_file():
+        return None
+    return len([line for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()])
+
+
+def _check_row(row, where: str, num_classes: Optional[int]) -> List[str]:
+    """Problems of one parsed annotation row (empty list when fine)."""
+    if not isinstance(row, dict):
+        return [f"{where}: expected a JSON object, got {type(row).__name__}"]
+    missing = [k for k in ("id", "img", "text") if k not in row]
+    if missing:
+        return [f"{where}: missing key(s) {missing}"]
+    problems = []
+    row_id = row["id"]
+    if not isinstance(row_id, int) or isinstance(row_id, bool):
+        problems.append(f"{where}: id must be an integer, got {row_id!r}")
+    if not isinstance(row["img"], str) or not row["img"].strip():
+        problems.append(f"{where} (id {row_id}): img must be a non-empty string, got {row['img']!r}")
+    if not isinstance(row["text"], str) or not row["text"].strip():
+        problems.append(f"{where} (id {row_id}): empty caption (text={row['text']!r})")
+    if "label" in row:
+        label = row["label"]
+        if not isinstance(label, int) or isinstance(label, bool) or label < 0:
+            problems.append(f"{where} (id {row_id}): label must be a non-negative integer, got {label!r}")
+        elif num_classes is not None and label >= num_classes:
+            problems.append(f"{where} (id {row_id}): label {label} >= number of classes {num_classes} (classes.txt)")
+    return problems
+
+
+def _check_feature(stem: str, features_dir: Path, expected_dim: int) -> List[str]:
+    """Problems of one feature file pair (shape/dim, info keys, box bounds)."""
+    feat_path, info_path = features_dir / f"{stem}.npy", features_dir / f"{stem}_info.npy"
+    if not feat_path.is_file():
+        return [f"feature file '{feat_path}' does not exist"]
+    try:
+        features = np.load(feat_path, mmap_mode="r")
+    except Exception as error:  # unreadable files are reported, not raised one by one
+        return [f"feature file '{feat_path}' is unreadable: {error}"]
+    if features.ndim != 2 or features.shape[1] != expected_dim:
+        return [f"feature file '{feat_path}': found dim {features.shape[-1] if features.ndim else None} "
+                f"(shape {tuple(features.shape)}), expected (N, {expected_dim})"]
+    if not info_path.is_file():
+        return [f"feature info file '{info_path}' does not exist"]
+    try:
+        info = np.load(info_path, allow_pickle=True).item()
+        bbox = np.asarray(info["bbox"], dtype=np.float32)
+        width, height = float(info["image_width"]), float(info["image_height"])
+    except Exception as error:
+        return [f"feature info file '{info_path}': need a dict with bbox/image_width/image_height ({error!r})"]
+    if bbox.shape != (features.shape[0], 4):
+        return [f"feature info file '{info_path}': bbox shape {bbox.shape}, expected ({features.shape[0]}, 4)"]
+    inside = (bbox >= 0).all() and (bbox[:, [0, 2]] <= width).all() and (bbox[:, [1, 3]] <= height).all()
+    if not inside:
+        return [f"feature info file '{info_path}': boxes outside the {width:g}x{height:g} image"]
+    return []
+
+
+def validate_dataset_dir(root: PathLike, expected_dim: int = FEATURE_DIM, features_dir: Optional[PathLike] = None,
+                         annotation_files: Optional[Sequence[PathLike]] = None, max_problems: int = 20) -> dict:
+    """Check a HM-layout dataset dir (``annotations/**.jsonl`` + ``features/*.npy``).
+
+    Rows must parse and have an integer ``id`` (unique within a file), ``img``,
+    a non-empty ``text`` and an integer ``label`` (< len(classes.txt) if one
+    sits next to the file); each referenced feature file must exist, be (N,
+    ``expected_dim``) and have a consistent ``_info.npy``. Raises
+    :class:`DatasetValidationError` listing file:line (and id) of the problems;
+    returns a summary when everything is fine.
+    """
+    root = Path(root)
+    features_dir = Path(features_dir) if features_dir else root / "features"
+    if annotation_files is None:
+        annotation_files = sorted((root / "annotations").rglob("*.jsonl"))
+        if not annotation_files:
+            raise DatasetValidationError(f"no annotation files (*.jsonl) under '{root / 'annotations'}'")
+    problems: List[str] = []
+    rows_per_file: Dict[str, int] = {}
+    checked: Dict[str, List[str]] = {}
+    for file in map(Path, annotation_files):
+        num_classes = _read_classes(file)
+        first_line_of_id: Dict[int, int] = {}
+        count = 0
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{file}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                problems.append(f"{where}: malformed JSON ({error.msg})")
+                continue
+            row_problems = _check_row(row, where, num_classes)
+            problems.extend(row_problems)
+            if row_problems:
+                continue
+            count += 1
+            if row["id"] in first_line_of_id:
+                problems.append(f"{where}: duplicate id {row['id']} (first on line {first_line_of_id[row['id']]})")
+            first_line_of_id.setdefault(row["id"], number)
+            stem = feature_name(row["img"])
+            if stem not in checked:
+                checked[stem] = _check_feature(stem, features_dir, expected_dim)
+                problems.extend(f"{where} (id {row['id']}): {p}" for p in checked[stem])
+        rows_per_file[str(file)] = count
+    if problems:
+        shown = "\n  ".join(problems[:max_problems])
+        more = f"\n  ... and {len(problems) - max_problems} more" if len(problems) > max_problems else ""
+        raise DatasetValidationError(f"{len(problems)} problem(s) in dataset '{root}':\n  {shown}{more}")
+    return {"root": str(root), "rows": rows_per_file, "features_checked": len(checked)}
