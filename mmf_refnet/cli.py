@@ -1,15 +1,112 @@
-"""``refnet`` command line: helper commands around MMF (``mmf_run`` does training)."""
+"""``refnet``: helper commands around MMF (training itself is ``mmf_run``).
+
+    refnet demo              prepare the emoji memes data, train + evaluate with mmf_run,
+                             write the predictions CSV with mmf_predict, print where things are
+    refnet prepare-demo      only build the emoji memes dataset (cached)
+    refnet extract-features  EfficientNet-Lite0 region features for your own images
+"""
 
 import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
 import sys
+import time
+
+REPO_CONFIGS = os.path.join("projects", "refnet", "configs")
+DEMO_MODELS = ("vilbert", "refnet", "refnet_ms")
+
+
+def _console_script(name: str) -> str:
+    found = shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name)
+    if found is None:
+        raise SystemExit(f"refnet: '{name}' is not installed (pip install mmf==1.0.0rc10 --no-deps)")
+    return found
+
+
+def _demo_config(model: str, config_dir: str) -> str:
+    path = os.path.abspath(os.path.join(config_dir, "demo", f"{model}.yaml"))
+    if not os.path.isfile(path):
+        raise SystemExit(f"refnet demo: config '{path}' not found; run from the repository root or pass --config-dir")
+    return path
+
+
+def _last_metrics(log_text: str, split: str) -> str:
+    lines = [line for line in log_text.splitlines() if "progress:" in line and f"{split}/" in line]
+    if not lines:
+        return "(none logged)"
+    pairs = re.findall(rf"{split}/[\w]+/(accuracy|roc_auc|binary_f1): ([0-9.]+)", lines[-1])
+    return ", ".join(f"{name} {value}" for name, value in pairs)
+
+
+def _run(command, env) -> None:
+    print("$ " + " ".join(command), flush=True)
+    result = subprocess.run(command, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"refnet demo: {os.path.basename(command[0])} failed with exit code {result.returncode}")
+
+
+def demo(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="refnet demo", description="Train ReFNet on the embedded emoji memes data.")
+    parser.add_argument("--model", default="refnet_ms", choices=DEMO_MODELS)
+    parser.add_argument("--data-dir", default=os.path.join("save", "demo", "data"))
+    parser.add_argument("--save-dir", default=None, help="default: save/demo/<model>")
+    parser.add_argument("--config-dir", default=REPO_CONFIGS)
+    parser.add_argument("opts", nargs="*", help="extra MMF options, e.g. training.max_updates=100")
+    args = parser.parse_args(argv)
+    save_dir = os.path.abspath(args.save_dir or os.path.join("save", "demo", args.model))
+    data_dir = os.path.abspath(args.data_dir)
+    config = _demo_config(args.model, args.config_dir)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    common = [f"config={config}", f"env.data_dir={data_dir}", f"env.save_dir={save_dir}", *args.opts]
+    start = time.time()
+    _run([_console_script("mmf_run"), *common], env)
+    best = os.path.join(save_dir, "best.ckpt")
+    report_dir = os.path.join(save_dir, "predictions")
+    _run([_console_script("mmf_predict"), *common, "run_type=test", f"checkpoint.resume_file={best}",
+          "checkpoint.resume_pretrained=False", f"env.report_dir={report_dir}"], env)
+    csvs = sorted(glob.glob(os.path.join(report_dir, "*.csv")), key=os.path.getmtime)
+    with open(os.path.join(save_dir, "train.log")) as handle:
+        log = handle.read()
+    print(f"\nrefnet demo ({args.model}) finished in {time.time() - start:.0f} s")
+    print(f"  validation (best checkpoint): {_last_metrics(log, 'val')}")
+    print(f"  test:                         {_last_metrics(log, 'test')}")
+    print(f"  best checkpoint:              {best}")
+    print(f"  predictions CSV:              {csvs[-1] if csvs else '(not written)'}")
+    return 0
+
+
+def prepare_demo(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="refnet prepare-demo", description="Build the emoji memes dataset (cached).")
+    parser.add_argument("--data-dir", default=os.path.join("save", "demo", "data"))
+    parser.add_argument("--variant", default="fit", choices=("fit", "category"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-emojis", type=int, default=None)
+    args = parser.parse_args(argv)
+    from mmf_refnet.data.emoji_memes import prepare_emoji_memes
+
+    result = prepare_emoji_memes(args.data_dir, variant=args.variant, seed=args.seed, max_emojis=args.max_emojis)
+    print(f"emoji memes ({args.variant}) in {result['root']}: {result['counts']} rows, {result['seconds']:.1f} s")
+    return 0
+
+
+def extract_features(argv=None) -> int:
+    from mmf_refnet.data.features import main_extract_features
+
+    return main_extract_features(argv)
+
+
+COMMANDS = {"demo": demo, "prepare-demo": prepare_demo, "extract-features": extract_features}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="refnet", description=__doc__)
-    parser.add_argument("command", nargs="?", help="sub-command")
-    args, _ = parser.parse_known_args(argv)
-    parser.print_help()
-    return 0 if args.command is None else 2
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(__doc__)
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ def run_cli(script: str, config: str, data_dir: str, save_dir: str, *opts, env=N
     command = [console_script(script), f"config={config}", f"env.data_dir={data_dir}", f"env.save_dir={save_dir}", *opts]
     result = subprocess.run(command, capture_output=True, text=True, env=offline_env(env), timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        output = f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{output}")
     return result
 
 

@@ -19,7 +19,8 @@ def read_jsonl(path: str) -> list:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise AnnotationFormatError(f"{path}, line {number}: not valid JSON ({error.msg}): {line.strip()[:120]!r}") from None
+                excerpt = line.strip()[:120]
+                raise AnnotationFormatError(f"{path}, line {number}: not valid JSON ({error.msg}): {excerpt!r}") from None
             if not isinstance(row, dict):
                 raise AnnotationFormatError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
             rows.append(row)

@@ -1,0 +1,61 @@
+"""MMF dataset builder ``emoji_memes``: the embedded demo dataset (Hateful Memes layout).
+
+The builder prepares the data on first use (vendored emoji atlas → EfficientNet
+region features, cached under ``<env.data_dir>/datasets/emoji_memes/``), checks it
+with :func:`validate_dataset_dir` (bad rows, missing or wrong-size features are
+named by file/line/id), then hands over to MMF's Hateful Memes machinery.
+"""
+
+import os
+
+from mmf.common.registry import registry
+from mmf.datasets.builders.hateful_memes.builder import HatefulMemesBuilder
+from mmf.datasets.builders.hateful_memes.dataset import HatefulMemesFeaturesDataset
+from mmf.utils.configuration import get_mmf_env
+
+from mmf_refnet.data.emoji_memes import DATASET_NAME, FEATURE_DIM, prepare_emoji_memes, validate_dataset_dir
+
+CONFIG_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "datasets",
+                           "emoji_memes.yaml")
+
+
+def _check_variant_matches_annotations(config) -> None:
+    in_category_dir = str(config.annotation_dir).rstrip("/").endswith("category")
+    if (config.variant == "category") != in_category_dir:
+        raise ValueError(
+            f"dataset_config.{DATASET_NAME}.variant is '{config.variant}' but annotation_dir is "
+            f"'{config.annotation_dir}': use emoji_memes/defaults/annotations for 'fit' and "
+            "emoji_memes/defaults/annotations/category for 'category'"
+        )
+
+
+class EmojiMemesDataset(HatefulMemesFeaturesDataset):
+    """rc10's HM feature dataset, reporting under its own name (keys like ``val/emoji_memes/roc_auc``)."""
+
+    def __init__(self, config, *args, **kwargs):
+        kwargs["dataset_name"] = DATASET_NAME
+        super().__init__(config, *args, **kwargs)
+
+
+@registry.register_builder(DATASET_NAME)
+class EmojiMemesBuilder(HatefulMemesBuilder):
+    def __init__(self, *args, **kwargs):
+        super().__init__(DATASET_NAME, EmojiMemesDataset)
+
+    @classmethod
+    def config_path(cls):
+        return CONFIG_PATH
+
+    def build(self, config, *args, **kwargs):
+        """Prepare (cached) and validate; nothing is ever downloaded."""
+        _check_variant_matches_annotations(config)
+        if config.get("prepare", True):
+            result = prepare_emoji_memes(get_mmf_env(key="data_dir"), variant=config.variant,
+                                         seed=int(config.split_seed), max_emojis=config.get("max_emojis"))
+            validate_dataset_dir(result["root"], expected_dim=FEATURE_DIM,
+                                 annotation_files=list(result["annotations"].values()))
+
+    def load(self, config, dataset_type, *args, **kwargs):
+        self.dataset_class = EmojiMemesDataset
+        self.dataset = super(HatefulMemesBuilder, self).load(config, dataset_type, *args, **kwargs)
+        return self.dataset
