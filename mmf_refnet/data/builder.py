@@ -10,10 +10,10 @@ import os
 
 from mmf.common.registry import registry
 from mmf.datasets.builders.hateful_memes.builder import HatefulMemesBuilder
-from mmf.datasets.builders.hateful_memes.dataset import HatefulMemesFeaturesDataset
 from mmf.utils.configuration import get_mmf_env
 
 from mmf_refnet.data.emoji_memes import DATASET_NAME, FEATURE_DIM, prepare_emoji_memes, validate_dataset_dir
+from mmf_refnet.data.label_fraction import HatefulMemesDataset
 
 CONFIG_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "datasets",
                            "emoji_memes.yaml")
@@ -29,8 +29,8 @@ def _check_variant_matches_annotations(config) -> None:
         )
 
 
-class EmojiMemesDataset(HatefulMemesFeaturesDataset):
-    """rc10's HM feature dataset, reporting under its own name (keys like ``val/emoji_memes/roc_auc``)."""
+class EmojiMemesDataset(HatefulMemesDataset):
+    """The HM feature dataset (with ``label_fraction``), reporting as ``emoji_memes``."""
 
     def __init__(self, config, *args, **kwargs):
         kwargs["dataset_name"] = DATASET_NAME

@@ -12,6 +12,7 @@ from typing import Dict
 
 import torch
 from mmf.common.registry import registry
+from mmf.common.sample import SampleList
 from mmf.models.vilbert import ViLBERT, ViLBERTBase
 from mmf.utils.modeling import get_bert_configured_parameters
 from omegaconf import OmegaConf
@@ -137,14 +138,35 @@ class ReFNet(ViLBERT):
         return output
 
     def _losses(self, sample_list, output, refined, targets) -> Dict[str, torch.Tensor]:
+        """Refiner terms on every sample; downstream and MS terms on labeled samples only.
+
+        ``sample_list.labeled`` (set by datasets with ``label_fraction`` < 1 or
+        unlabeled rows) masks the label-based losses; a batch with no labeled
+        sample contributes the refiner loss alone (the other terms are 0, never NaN).
+        With ``pretrain_refiner`` only the refiner terms exist (paper Alg. 1).
+        """
         prefix = f"{sample_list.dataset_type}/{sample_list.dataset_name}"
-        losses = {}
-        has_targets = "targets" in sample_list
-        if has_targets and getattr(self, "losses", None) is not None:
-            losses.update(self.losses(sample_list, output))
-        for modality, term in refiner_terms(refined, targets, self.refiner_weights).items():
-            losses[f"{prefix}/refiner_{modality}"] = term
-        if self.ms_loss is not None and has_targets:
-            ms = self.ms_loss(output["fused_embedding"], sample_list.targets)
+        losses = {f"{prefix}/refiner_{m}": term for m, term in refiner_terms(refined, targets, self.refiner_weights).items()}
+        if self.config.pretrain_refiner or "targets" not in sample_list:
+            return losses
+        labeled = sample_list.get("labeled")
+        if getattr(self, "losses", None) is not None:
+            losses.update(self._downstream_losses(sample_list, output, labeled))
+        if self.ms_loss is not None:
+            ms = self.ms_loss(output["fused_embedding"], sample_list.targets, labeled)
             losses[f"{prefix}/ms_loss"] = (self.ms_weight * ms).view(1)
         return losses
+
+    def _downstream_losses(self, sample_list, output, labeled) -> Dict[str, torch.Tensor]:
+        """MMF's configured losses (cross_entropy, logit_bce, ...), on the labeled rows if masked."""
+        if labeled is None:
+            return self.losses(sample_list, output)
+        rows = labeled.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            zero = (output["scores"].sum() * 0).view(1)
+            prefix = f"{sample_list.dataset_type}/{sample_list.dataset_name}"
+            return {f"{prefix}/{loss.name}": zero for loss in self.losses.losses}
+        subset = SampleList()
+        subset.targets = sample_list.targets.index_select(0, rows)
+        subset.dataset_name, subset.dataset_type = sample_list.dataset_name, sample_list.dataset_type
+        return self.losses(subset, {"scores": output["scores"].index_select(0, rows)})

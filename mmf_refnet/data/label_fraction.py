@@ -1,0 +1,159 @@
+"""Reduced-label training (paper §7, Tables 3-4) and unlabeled annotation files.
+
+rc10's datasets either use every label or crash on rows without one. The
+builders ``hateful_memes``, ``mmimdb`` and ``visual_entailment`` are registered
+again (through MMF's registry, as any plugin may) with dataset subclasses that:
+
+* keep labels for a seeded fraction ``dataset_config.<name>.label_fraction`` of the
+  *training* rows (stratified by class for single-label data); val/test are untouched;
+* accept training rows without a label (an extra unlabeled annotation file, or a
+  whole unlabeled set for refiner pretraining) by giving them a placeholder target;
+* mark every sample with ``labeled`` (bool) when some training row is unlabeled, so
+  the model trains the refiner on all samples and the downstream/MS losses only on
+  labeled ones. With all labels present no field is added (no extra work per step).
+"""
+
+import random
+from collections import defaultdict
+from typing import Callable, List, Optional, Sequence
+
+import torch
+from mmf.common.registry import registry
+from mmf.datasets.builders.hateful_memes.builder import HatefulMemesBuilder
+from mmf.datasets.builders.hateful_memes.dataset import HatefulMemesFeaturesDataset
+from mmf.datasets.builders.mmimdb.builder import MMIMDbBuilder
+from mmf.datasets.builders.mmimdb.dataset import MMIMDbDataset
+from mmf.datasets.builders.visual_entailment.builder import VisualEntailmentBuilder
+from mmf.datasets.builders.visual_entailment.dataset import VisualEntailmentDataset
+
+
+def select_labeled(labels: Sequence[Optional[object]], fraction: float, seed: int, stratify: bool = True) -> List[bool]:
+    """Which rows keep their label: a seeded ``fraction`` of the rows that have one.
+
+    ``labels`` holds each row's class (None for unlabeled rows). With ``stratify``,
+    every class keeps round(fraction × its count) rows, at least one, so rare
+    classes do not vanish at 5 %. Deterministic for a seed.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"label_fraction must be in (0, 1], got {fraction}")
+    keep = [label is not None for label in labels]
+    if fraction == 1.0:
+        return keep
+    groups = defaultdict(list)
+    for index, label in enumerate(labels):
+        if label is not None:
+            groups[label if stratify else "all"].append(index)
+    rng = random.Random(seed)
+    chosen = set()
+    for key in sorted(groups, key=str):
+        members = groups[key]
+        rng.shuffle(members)
+        chosen.update(members[: max(1, round(fraction * len(members)))])
+    return [index in chosen for index in range(len(labels))]
+
+
+class LabelFractionMixin:
+    """Adds ``label_fraction`` and unlabeled rows to an rc10 dataset (see module doc).
+
+    Subclasses say how to read a row's label (``row_label``), whether labels are
+    single-class (``stratify``) and how to fill a placeholder (``fill_placeholder``).
+    """
+
+    stratify = True
+    row_label: Callable = None
+    fill_placeholder: Callable = None
+
+    def _setup_labels(self) -> None:
+        fraction = float(self.config.get("label_fraction", 1.0))
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"dataset_config.{self.dataset_name}.label_fraction must be in (0, 1], got {fraction}")
+        rows = [self.annotation_db[i] for i in range(len(self.annotation_db))]
+        labels = [self.row_label(row) for row in rows]
+        if self.dataset_type != "train":
+            self._labeled = None
+            return
+        seed = int(self.config.get("label_fraction_seed", 0))
+        keep = select_labeled(labels, fraction, seed, self.stratify)
+        self._labeled = None if all(keep) else keep
+
+    def __getitem__(self, idx):
+        if self._labeled is not None and not self._labeled[idx]:
+            row = self.annotation_db[idx]
+            if self.row_label(row) is None:
+                self.fill_placeholder(row)  # collation needs a target; the model ignores it
+        sample = super().__getitem__(idx)
+        if self._labeled is not None:
+            sample.labeled = torch.tensor(self._labeled[idx], dtype=torch.bool)
+        return sample
+
+    def labeled_count(self) -> int:
+        return len(self.annotation_db) if self._labeled is None else sum(self._labeled)
+
+
+class HatefulMemesDataset(LabelFractionMixin, HatefulMemesFeaturesDataset):
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        self._setup_labels()
+
+    @staticmethod
+    def row_label(row):
+        return row.get("label")
+
+    @staticmethod
+    def fill_placeholder(row):
+        row["label"] = 0
+
+
+class MMIMDbLabelFractionDataset(LabelFractionMixin, MMIMDbDataset):
+    stratify = False  # multilabel: a plain random subset
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        self._setup_labels()
+
+    @staticmethod
+    def row_label(row):
+        genres = row.get("genres")
+        return tuple(sorted(genres)) if genres else None
+
+    @staticmethod
+    def fill_placeholder(row):
+        row["genres"] = ["<unlabeled>"]  # maps to the answer vocabulary's <unk> slot
+
+
+class VisualEntailmentLabelFractionDataset(LabelFractionMixin, VisualEntailmentDataset):
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        self._setup_labels()
+
+    @staticmethod
+    def row_label(row):
+        return row.get("gold_label")
+
+    @staticmethod
+    def fill_placeholder(row):
+        row["gold_label"] = "entailment"
+
+
+@registry.register_builder("hateful_memes")
+class HatefulMemesLabelFractionBuilder(HatefulMemesBuilder):
+    def load(self, config, dataset_type, *args, **kwargs):
+        if not config.use_features:
+            return super().load(config, dataset_type, *args, **kwargs)
+        self.dataset_class = HatefulMemesDataset
+        self.dataset = super(HatefulMemesBuilder, self).load(config, dataset_type, *args, **kwargs)
+        return self.dataset
+
+
+@registry.register_builder("mmimdb")
+class MMIMDbLabelFractionBuilder(MMIMDbBuilder):
+    def __init__(self):
+        super().__init__()
+        self.dataset_class = MMIMDbLabelFractionDataset
+
+
+@registry.register_builder("visual_entailment")
+class VisualEntailmentLabelFractionBuilder(VisualEntailmentBuilder):
+    def __init__(self):
+        super().__init__()
+        self.dataset_class = VisualEntailmentLabelFractionDataset

@@ -1,0 +1,106 @@
+"""Reduced-label training and refiner pretraining (issue: paper Alg. 1, Tables 3-4)."""
+
+import json
+import os
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmf_refnet.data.label_fraction import select_labeled
+from mmf_refnet.losses import MultiSimilarity
+from tests import inprocess, replicas, runner
+
+
+def test_selection_is_deterministic_per_seed_and_stratified():
+    labels = [0] * 80 + [1] * 20 + [None] * 5
+    first = select_labeled(labels, 0.1, seed=3)
+    assert first == select_labeled(labels, 0.1, seed=3)
+    assert first != select_labeled(labels, 0.1, seed=4)
+    kept = Counter(label for label, keep in zip(labels, first) if keep)
+    assert kept == {0: 8, 1: 2}  # 10 % of each class
+    assert not any(first[100:])  # unlabeled rows never count as labeled
+
+
+def test_rare_classes_keep_at_least_one_label_and_full_fraction_keeps_all():
+    labels = [0] * 200 + [1] * 3
+    kept = Counter(label for label, keep in zip(labels, select_labeled(labels, 0.05, seed=0)) if keep)
+    assert kept == {0: 10, 1: 1}
+    assert select_labeled([0, 1, None], 1.0, seed=0) == [True, True, False]
+    with pytest.raises(ValueError, match="label_fraction must be in"):
+        select_labeled(labels, 0.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def refnet_ms(tmp_path_factory):
+    config = inprocess.configuration(tmp_path_factory.mktemp("cfg"), "refnet_ms")
+    model = inprocess.build(config, "refnet_ms")
+    model.eval()
+    return model
+
+
+def test_masked_losses_equal_hand_computation_on_a_mixed_batch(refnet_ms):
+    sample_list = inprocess.batch(size=8)
+    labeled = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0], dtype=torch.bool)
+    sample_list.labeled = labeled
+    with torch.no_grad():
+        output = refnet_ms(sample_list)
+        fused = output["fused_embedding"]
+    losses = output["losses"]
+    expected_ce = F.cross_entropy(output["scores"][labeled], sample_list.targets[labeled])
+    assert losses["train/hateful_memes/cross_entropy"].item() == pytest.approx(expected_ce.item(), rel=1e-5)
+    expected_ms = refnet_ms.ms_weight * MultiSimilarity()(fused[labeled], sample_list.targets[labeled])
+    assert losses["train/hateful_memes/ms_loss"].item() == pytest.approx(expected_ms.item(), rel=1e-5)
+    unmasked = refnet_ms(inprocess.batch(size=8))["losses"]  # refiner terms do not depend on labels
+    for modality in ("text", "image"):
+        key = f"train/hateful_memes/refiner_{modality}"
+        assert losses[key].item() == pytest.approx(unmasked[key].item(), rel=1e-6)
+
+
+def test_a_batch_without_labeled_samples_is_the_refiner_loss_alone(refnet_ms):
+    sample_list = inprocess.batch(size=6)
+    sample_list.labeled = torch.zeros(6, dtype=torch.bool)
+    losses = refnet_ms(sample_list)["losses"]
+    assert losses["train/hateful_memes/cross_entropy"].item() == 0.0
+    assert losses["train/hateful_memes/ms_loss"].item() == 0.0
+    total = sum(value.sum() for value in losses.values())
+    refiner = losses["train/hateful_memes/refiner_text"] + losses["train/hateful_memes/refiner_image"]
+    assert torch.isfinite(total) and total.item() == pytest.approx(refiner.item())
+
+
+def _strip_labels(path):
+    rows = [json.loads(line) for line in open(path)]
+    with open(path, "w") as handle:
+        for row in rows:
+            row.pop("label", None)
+            handle.write(json.dumps(row) + "\n")
+
+
+def test_pretrain_then_finetune_starts_from_the_pretrained_weights(tmp_path):
+    unlabeled, labeled = str(tmp_path / "unlabeled"), str(tmp_path / "labeled")
+    root = replicas.hateful_memes(unlabeled, sizes=(48, 16, 8))
+    for name in ("train.jsonl", "dev_unseen.jsonl"):
+        _strip_labels(os.path.join(root, "annotations", name))  # pretraining data has no labels at all
+    replicas.hateful_memes(labeled, sizes=(32, 16, 8))
+
+    pretrain = runner.tiny_config(str(tmp_path / "p"), "hateful_memes", "refnet",
+                                  {"includes": [os.path.join(runner.PROJECT_CONFIGS, "hateful_memes", "pretrain.yaml")]})
+    runner.run_cli("mmf_run", pretrain, unlabeled, str(tmp_path / "pretrain"))
+    with open(tmp_path / "pretrain" / "train.log") as handle:
+        log = handle.read()
+    assert "refiner_text" in log and "cross_entropy" not in log
+    pretrained = torch.load(tmp_path / "pretrain" / "refnet_final.pth", map_location="cpu")
+
+    finetune = runner.tiny_config(str(tmp_path / "f"), "hateful_memes", "refnet_ms",
+                                  {"optimizer": {"params": {"lr": 0.0}}, "training": {"max_updates": 2, "seed": 2},
+                                   "dataset_config": {"hateful_memes": {"label_fraction": 0.5}}})
+    runner.run_cli("mmf_run", finetune, labeled, str(tmp_path / "finetune"), "checkpoint.resume_pretrained=True",
+                   f"checkpoint.resume_file={tmp_path}/pretrain/refnet_final.pth")
+    tuned = torch.load(tmp_path / "finetune" / "refnet_ms_final.pth", map_location="cpu")
+    for prefix in ("model.bert.", "model.fusion.", "model.refiner."):
+        keys = [k for k in pretrained if k.startswith(prefix)]
+        assert keys and all(torch.equal(pretrained[k], tuned[k]) for k in keys), prefix
+    # another seed initialises differently: the equal parts above were loaded, and the
+    # classifier (not mapped) starts fresh
+    assert not torch.equal(pretrained["model.classifier.3.weight"], tuned["model.classifier.3.weight"])
