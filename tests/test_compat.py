@@ -105,18 +105,20 @@ SNIPPETS = {
             reader._init_db()
     """, "already open"),
     "distributed_cpu": ("""
-        import socket, torch.distributed as dist, torch.multiprocessing as mp
-        from mmf.utils import distributed
-
-        def worker(rank, port):
-            dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-            assert (distributed.get_rank(), distributed.get_world_size()) == (rank, 2), (
-                f"rank {rank} sees rank {distributed.get_rank()} of {distributed.get_world_size()}")
-
+        import socket, subprocess
+        worker = (
+            "import sys, mmf_refnet, torch.distributed as dist; from mmf.utils import distributed; "
+            "rank, port = int(sys.argv[1]), sys.argv[2]; "
+            "dist.init_process_group('gloo', init_method='tcp://127.0.0.1:' + port, rank=rank, world_size=2); "
+            "print('SEES', distributed.get_rank(), distributed.get_world_size()); dist.barrier()"
+        )
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-        mp.start_processes(worker, args=(port,), nprocs=2, start_method="fork")
-    """, "sees rank 0 of 1"),
+        ranks = [subprocess.Popen([sys.executable, "-c", worker, str(r), str(port)], stdout=subprocess.PIPE, text=True)
+                 for r in range(2)]
+        seen = sorted(p.communicate(timeout=120)[0].split("SEES")[-1].split() for p in ranks)
+        assert seen == [["0", "2"], ["1", "2"]], f"ranks see (rank, world size) {seen}"
+    """, "ranks see (rank, world size) [['0', '1'], ['0', '1']]"),
     "dataset_paths": ("""
         from tests import inprocess
         from mmf.datasets.builders.hateful_memes.builder import HatefulMemesBuilder
