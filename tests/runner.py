@@ -42,7 +42,8 @@ def tiny_config(tmp_path, dataset: str, model: str, overrides=None) -> str:
         "dataset_config": {dataset: {"max_features": replicas.N_BOXES, "processors": {"text_processor": {"params": {
             "tokenizer_config": {"type": tokenizer}, "max_seq_length": 16}}}}},
         "training": {"batch_size": 16, "max_updates": 6, "log_interval": 2, "evaluation_interval": 3,
-                     "checkpoint_interval": 3, "seed": 1, "num_workers": 0, "device": "cpu"},
+                     "checkpoint_interval": 3, "seed": 1, "num_workers": 0,
+                     "device": os.environ.get("REFNET_TEST_DEVICE", "cpu")},
         "scheduler": {"params": {"num_warmup_steps": 0}},
         "optimizer": {"params": {"lr": 1.0e-3}},
     }

@@ -1,0 +1,108 @@
+"""Load a trained refnet checkpoint through MMF's own machinery and collect, for a
+split, its fused embeddings, refiner outputs, refiner targets and labels.
+
+The checkpoint's saved config is rebuilt into a full MMF Configuration (defaults,
+dataset and model configs, then the saved values, then ``overrides``), the dataset
+comes from MMF's builder and the model from ``build_model`` + the saved weights.
+"""
+
+import argparse
+import os
+import tempfile
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+MODALITIES = ("text", "image")
+
+
+def read_checkpoint(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if "config" not in state or "model" not in state:
+        raise ValueError(
+            f"'{path}' is not an MMF training checkpoint (needs 'model' and 'config'; use best.ckpt or current.ckpt, "
+            "not <model>_final.pth)"
+        )
+    return state
+
+
+def configuration_from_checkpoint(state: dict, overrides: List[str]):
+    """MMF Configuration from the checkpoint's saved config plus command-line style overrides."""
+    from mmf.utils.configuration import Configuration
+
+    saved = state["config"]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(saved, handle)
+    opts = [f"config={handle.name}", f"model={saved['model']}", f"dataset={saved['datasets']}", *overrides]
+    try:
+        return Configuration(argparse.Namespace(opts=opts, config_override=None)).get_config()
+    finally:
+        os.unlink(handle.name)
+
+
+def load_model(config, state: dict) -> torch.nn.Module:
+    from mmf.utils.build import build_model
+    from omegaconf import open_dict
+
+    attributes = config.model_config[config.model]
+    with open_dict(attributes):
+        attributes.model = config.model
+    model = build_model(attributes)
+    if not hasattr(model, "encode") or not hasattr(model.model, "refiner"):
+        raise ValueError(f"model '{config.model}' has no refiner: analysis needs a refnet/refnet_ms checkpoint")
+    weights = {key.replace("module.", "", 1) if key.startswith("module.") else key: value
+               for key, value in state["model"].items()}
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def build_loader(config, split: str, device: str = "cpu"):
+    from mmf.common.registry import registry
+    from mmf.utils.build import build_dataloader_and_sampler, build_dataset
+
+    registry.register("current_device", torch.device(device))  # where rc10 datasets move batches
+
+    dataset_name = str(config.datasets).split(",")[0]
+    dataset = build_dataset(dataset_name, config.dataset_config[dataset_name], split)
+    loader, _ = build_dataloader_and_sampler(dataset, config.training)
+    return dataset, loader
+
+
+@torch.no_grad()
+def collect_embeddings(checkpoint: str, split: str = "val", max_samples: Optional[int] = None,
+                       overrides: Optional[List[str]] = None, progress: bool = True, device: str = "cpu"
+                       ) -> Dict[str, np.ndarray]:
+    """Arrays for ``split``: ``fused`` (n, k), ``refined_<m>`` and ``target_<m>`` (n, d), ``labels`` (n,) or (n, C)."""
+    state = read_checkpoint(checkpoint)
+    config = configuration_from_checkpoint(state, [f"training.device={device}", *(overrides or [])])
+    model = load_model(config, state).to(device)
+    dataset, loader = build_loader(config, split, device)
+    parts: Dict[str, list] = {}
+    total = len(dataset) if max_samples is None else min(len(dataset), max_samples)
+    seen = 0
+    with tqdm(total=total, desc=f"embeddings ({split})", disable=not progress) as bar:
+        for batch in loader:
+            batch = dataset.prepare_batch(batch)
+            encoded = model.encode(batch)
+            refined, targets = model.model.refiner(encoded["fused"], {m: encoded[m] for m in MODALITIES})
+            take = min(len(encoded["fused"]), total - seen)
+            _append(parts, "fused", encoded["fused"][:take])
+            for modality in MODALITIES:
+                _append(parts, f"refined_{modality}", refined[modality][:take])
+                _append(parts, f"target_{modality}", targets[modality][:take])
+            if "targets" in batch:
+                _append(parts, "labels", batch.targets[:take])
+            seen += take
+            bar.update(take)
+            if seen >= total:
+                break
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def _append(parts: dict, key: str, tensor: torch.Tensor) -> None:
+    parts.setdefault(key, []).append(tensor.detach().float().cpu().numpy())
