@@ -4,6 +4,8 @@
                              write the predictions CSV with mmf_predict, print where things are
     refnet prepare-demo      only build the emoji memes dataset (cached)
     refnet extract-features  EfficientNet-Lite0 region features for your own images
+    refnet analyze graph     latent graph induction (Theorem 4.1): --synthetic, or --checkpoint CKPT
+    refnet analyze tsne      t-SNE of fused embeddings and refiner outputs (Fig. 5) of checkpoints
 """
 
 import argparse
@@ -98,7 +100,60 @@ def extract_features(argv=None) -> int:
     return main_extract_features(argv)
 
 
-COMMANDS = {"demo": demo, "prepare-demo": prepare_demo, "extract-features": extract_features}
+def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
+    parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="MMF override for loading data, e.g. env.data_dir=/data (repeatable)")
+
+
+def analyze_graph(argv) -> int:
+    from mmf_refnet.analysis import collect, graph
+
+    extra = argparse.ArgumentParser(add_help=False)
+    _checkpoint_options(extra)
+    options, rest = extra.parse_known_args(argv)
+
+    def load(path):
+        config, model = collect.load_checkpoint_model(path, options.opt, options.device)
+        arrays = collect.collect_from_model(config, model, options.split, options.max_samples, device=options.device)
+        return {"embeddings": arrays["fused"], "targets": {m: arrays[f"target_{m}"] for m in collect.MODALITIES},
+                "decoders": dict(model.model.refiner.decoders)}
+
+    return graph.main_graph(rest, load_checkpoint=load)
+
+
+def analyze_tsne(argv) -> int:
+    parser = argparse.ArgumentParser(prog="refnet analyze tsne", description="t-SNE panels per checkpoint (paper Fig. 5).")
+    parser.add_argument("--checkpoint", nargs="+", required=True, help="one or more best.ckpt/current.ckpt files")
+    parser.add_argument("--name", nargs="*", default=None, help="panel titles (default: parent folder names)")
+    parser.add_argument("--perplexity", type=float, default=100.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="tsne.png")
+    _checkpoint_options(parser)
+    args = parser.parse_args(argv)
+    from mmf_refnet.analysis import collect, tsne
+
+    names = args.name or [os.path.basename(os.path.dirname(os.path.abspath(c))) for c in args.checkpoint]
+    if len(names) != len(args.checkpoint):
+        parser.error(f"--name gives {len(names)} names for {len(args.checkpoint)} checkpoints")
+    runs = [collect.collect_embeddings(c, args.split, args.max_samples, args.opt, device=args.device)
+            for c in args.checkpoint]
+    tsne.plot_tsne(runs, names, args.out, perplexity=args.perplexity, seed=args.seed)
+    print(f"wrote {os.path.abspath(args.out)}")
+    return 0
+
+
+def analyze(argv) -> int:
+    commands = {"graph": analyze_graph, "tsne": analyze_tsne}
+    if not argv or argv[0] not in commands:
+        print("usage: refnet analyze {graph,tsne} ...  (see --help of each)")
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+COMMANDS = {"demo": demo, "prepare-demo": prepare_demo, "extract-features": extract_features, "analyze": analyze}
 
 
 def main(argv=None) -> int:

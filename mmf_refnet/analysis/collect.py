@@ -73,14 +73,17 @@ def build_loader(config, split: str, device: str = "cpu"):
     return dataset, loader
 
 
-@torch.no_grad()
-def collect_embeddings(checkpoint: str, split: str = "val", max_samples: Optional[int] = None,
-                       overrides: Optional[List[str]] = None, progress: bool = True, device: str = "cpu"
-                       ) -> Dict[str, np.ndarray]:
-    """Arrays for ``split``: ``fused`` (n, k), ``refined_<m>`` and ``target_<m>`` (n, d), ``labels`` (n,) or (n, C)."""
+def load_checkpoint_model(checkpoint: str, overrides: Optional[List[str]] = None, device: str = "cpu"):
+    """(config, model in eval mode) for an MMF refnet checkpoint."""
     state = read_checkpoint(checkpoint)
     config = configuration_from_checkpoint(state, [f"training.device={device}", *(overrides or [])])
-    model = load_model(config, state).to(device)
+    return config, load_model(config, state).to(device)
+
+
+@torch.no_grad()
+def collect_from_model(config, model, split: str = "val", max_samples: Optional[int] = None, progress: bool = True,
+                       device: str = "cpu") -> Dict[str, np.ndarray]:
+    """Arrays for ``split``: ``fused`` (n, k), ``refined_<m>`` and ``target_<m>`` (n, d), ``labels`` (n,) or (n, C)."""
     dataset, loader = build_loader(config, split, device)
     parts: Dict[str, list] = {}
     total = len(dataset) if max_samples is None else min(len(dataset), max_samples)
@@ -102,6 +105,14 @@ def collect_embeddings(checkpoint: str, split: str = "val", max_samples: Optiona
             if seen >= total:
                 break
     return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def collect_embeddings(checkpoint: str, split: str = "val", max_samples: Optional[int] = None,
+                       overrides: Optional[List[str]] = None, progress: bool = True, device: str = "cpu"
+                       ) -> Dict[str, np.ndarray]:
+    """Load ``checkpoint`` through MMF and collect its embeddings on ``split`` (see collect_from_model)."""
+    config, model = load_checkpoint_model(checkpoint, overrides, device)
+    return collect_from_model(config, model, split, max_samples, progress, device)
 
 
 def _append(parts: dict, key: str, tensor: torch.Tensor) -> None:
