@@ -51,3 +51,20 @@ def test_analysis_refuses_a_model_without_refiner(tmp_path):
     runner.run_cli("mmf_run", config, data_dir, str(tmp_path / "save"))
     with pytest.raises(ValueError, match="has no refiner"):
         collect.collect_embeddings(str(tmp_path / "save" / "best.ckpt"), overrides=[f"env.data_dir={data_dir}"])
+
+
+def test_cli_writes_tsne_and_graph_outputs(trained, tmp_path):
+    import subprocess
+
+    refnet = runner.console_script("refnet")
+    opt = f"env.data_dir={trained['data']}"
+    tsne_png = tmp_path / "fig5.png"
+    subprocess.run([refnet, "analyze", "tsne", "--checkpoint", trained["checkpoint"], trained["checkpoint"],
+                    "--name", "a", "b", "--opt", opt, "--perplexity", "10", "--out", str(tsne_png)],
+                   check=True, env=runner.offline_env(), capture_output=True)
+    assert tsne_png.stat().st_size > 10_000
+    result = subprocess.run([refnet, "analyze", "graph", "--checkpoint", trained["checkpoint"], "--opt", opt,
+                             "--out", str(tmp_path / "graph")], check=True, env=runner.offline_env(),
+                            capture_output=True, text=True)
+    assert "linear R² per modality" in result.stdout
+    assert (tmp_path / "graph" / "graph_checkpoint_map.png").exists()
