@@ -86,10 +86,12 @@ def prepare_demo(argv=None) -> int:
     parser.add_argument("--variant", default="fit", choices=("fit", "category"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-emojis", type=int, default=None)
+    parser.add_argument("--confounders", default="random", choices=("random", "subcategory"))
     args = parser.parse_args(argv)
     from mmf_refnet.data.emoji_memes import prepare_emoji_memes
 
-    result = prepare_emoji_memes(args.data_dir, variant=args.variant, seed=args.seed, max_emojis=args.max_emojis)
+    result = prepare_emoji_memes(args.data_dir, variant=args.variant, seed=args.seed, max_emojis=args.max_emojis,
+                                 confounder_kind=args.confounders)
     print(f"emoji memes ({args.variant}) in {result['root']}: {result['counts']} rows, {result['seconds']:.1f} s")
     return 0
 

@@ -98,7 +98,7 @@ def test_pretrain_then_finetune_starts_from_the_pretrained_weights(tmp_path):
     runner.run_cli("mmf_run", finetune, labeled, str(tmp_path / "finetune"), "checkpoint.resume_pretrained=True",
                    f"checkpoint.resume_file={tmp_path}/pretrain/refnet_final.pth")
     tuned = torch.load(tmp_path / "finetune" / "refnet_ms_final.pth", map_location="cpu")
-    for prefix in ("model.bert.", "model.fusion.", "model.refiner."):
+    for prefix in ("model.bert.", "model.fusion.", "model.fusion_norm.", "model.refiner."):
         keys = [k for k in pretrained if k.startswith(prefix)]
         assert keys and all(torch.equal(pretrained[k], tuned[k]) for k in keys), prefix
     # another seed initialises differently: the equal parts above were loaded, and the

