@@ -80,6 +80,19 @@ def _install_stub() -> None:
         setattr(sys.modules[parent_name], child, module)
 
 
+def _settle_transformers_flags() -> None:
+    """transformers decides "torchvision is available" with ``find_spec`` (cached); ask it
+    before the stand-in exists, or it would import ``torchvision.io`` from the stub."""
+    try:
+        from transformers.utils import import_utils
+    except ImportError:
+        return
+    for name in ("is_torchvision_available", "is_torchvision_v2_available"):
+        check = getattr(import_utils, name, None)
+        if check is not None:
+            check()
+
+
 def is_stub() -> bool:
     return getattr(sys.modules.get("torchvision"), "mmf_refnet_stub", False)
 
@@ -87,4 +100,5 @@ def is_stub() -> bool:
 def apply() -> None:
     if "torchvision" in sys.modules or _real_torchvision_works():
         return
+    _settle_transformers_flags()
     _install_stub()

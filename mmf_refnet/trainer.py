@@ -1,0 +1,304 @@
+"""``refnet_trainer``: rc10's ``base_trainer`` with the speed options of a 2020s stack.
+
+Select it with ``training.trainer: refnet_trainer``. Metrics, checkpointing, early
+stopping, evaluation, logging and distributed training are rc10's own: only the
+forward pass (autocast, DDP ``no_sync`` while accumulating), the loss check, the
+backward/optimizer step and the setup around them are overridden.
+
+Keys under ``training:`` (a key missing from the config takes the default here):
+
+``amp`` (``auto``)
+    Mixed precision for forward passes (training and evaluation): ``bf16`` or
+    ``fp16`` autocast, ``off`` (fp32), or ``auto`` = bf16 on a CUDA device that
+    supports it, else off. ``auto`` leaves CPU runs in fp32: bf16 autocast on a
+    CPU without native bf16 (no AMX/AVX512-BF16) is slower than fp32. ``fp16``
+    adds a ``torch.amp.GradScaler`` whose state is saved in every checkpoint.
+    YAML reads a bare ``off`` as ``false``; both mean fp32.
+``tf32`` (``true``)
+    CUDA only: float32 matmuls/convolutions may use TF32 tensor cores.
+``fused_optimizer`` (``true``)
+    torch ``Adam``/``AdamW`` are built with ``fused=True`` (one multi-tensor
+    kernel; several times faster on CUDA and on CPU), falling back silently to
+    the default implementation where fused kernels are unavailable. An explicit
+    ``fused``/``foreach`` in ``optimizer.params`` wins.
+``compile`` (``false``)
+    ``torch.compile`` the model in place (``nn.Module.compile``), so checkpoint
+    keys stay those of the plain model (no ``_orig_mod.`` prefix). Off by
+    default: compiling costs minutes, which short runs never win back. A string
+    is passed as the compile ``mode`` (e.g. ``max-autotune``).
+``update_frequency`` (``1``)
+    Gradient accumulation: one optimizer step every K micro-batches, each loss
+    divided by K; ``num_updates`` (and every interval counted in updates) counts
+    optimizer steps. Batch-dependent losses (the MS loss) still see one
+    micro-batch at a time.
+``detect_anomaly`` (``false``)
+    rc10's key, honoured as before (``mmf_refnet.compat.anomaly_detection``).
+
+A non-finite total loss stops training with ``FloatingPointError`` naming the
+update and every individual loss, before it reaches the parameters (one host
+sync per micro-batch; MMF's non-pinned ``prepare_batch`` copy syncs anyway).
+fp16 overflow in the *gradients* is the GradScaler's business: it skips that
+step. In a distributed run the failing rank raises and torchrun stops the rest.
+
+Measured (benchmarks/train_step.py): anomaly detection off is the big win;
+at Hateful Memes' batch 32 the ViLBERT-base step is host-bound on an H100, so
+bf16 autocast gains little over TF32 there and ``compile`` is what helps.
+"""
+
+import contextlib
+from typing import Dict, Optional
+
+import torch
+from mmf.common.registry import registry
+from mmf.trainers.base_trainer import BaseTrainer
+from mmf.utils.general import clip_gradients, get_optimizer_parameters
+from omegaconf import OmegaConf
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+DEFAULTS = {"amp": "auto", "tf32": True, "fused_optimizer": True, "compile": False, "update_frequency": 1}
+FUSABLE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
+SCALER_KEY = "grad_scaler"  # where the GradScaler state lives inside the optimizer's state_dict
+
+
+def training_option(training_config, key: str):
+    """``training.<key>``; this module's default when the config predates the key or sets it to null."""
+    value = training_config.get(key, None) if training_config is not None else None
+    return DEFAULTS[key] if value is None else value
+
+
+def amp_mode(setting) -> str:
+    """Normalise ``training.amp``: YAML turns a bare ``off`` into ``False``."""
+    if setting is None or setting is False:
+        return "off"
+    if setting is True:
+        return "auto"
+    mode = str(setting).strip().lower()
+    if mode not in AMP_MODES:
+        raise ValueError(f"training.amp must be one of {AMP_MODES} (or true/false), got {setting!r}")
+    return mode
+
+
+def resolve_amp(setting, device) -> Optional[torch.dtype]:
+    """The autocast dtype for ``training.amp`` on ``device``; None means fp32.
+
+    Only asks CUDA about bf16 support when the device is CUDA, so CPU runs never
+    initialise CUDA.
+    """
+    mode, device = amp_mode(setting), torch.device(device)
+    if mode == "off":
+        return None
+    if mode == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def autocast(device, dtype: Optional[torch.dtype]):
+    """Autocast to ``dtype`` on ``device``'s type, or a no-op context for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def enable_tf32(device, enabled: bool) -> bool:
+    """TF32 matmuls on CUDA (PyTorch's 'high' fp32 precision). CPU precision is never changed."""
+    if not enabled or torch.device(device).type != "cuda":
+        return False
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
+    return True
+
+
+def grad_scaler(device, dtype: Optional[torch.dtype]):
+    """A GradScaler for fp16 autocast (bf16 has fp32's range and needs none)."""
+    if dtype is not torch.float16:
+        return None
+    return torch.amp.GradScaler(torch.device(device).type)
+
+
+def fused_kwargs(device) -> dict:
+    """Constructor flags that select the fused Adam/AdamW kernel where torch has one."""
+    return {"fused": True} if torch.device(device).type in ("cuda", "cpu") else {}
+
+
+def with_fused_kernels(optimizer, model, config, device):
+    """``optimizer`` rebuilt with ``fused=True`` when it is torch's Adam/AdamW.
+
+    Built before any step or checkpoint load, so no state is lost. Returns the
+    original optimizer when the flag is not applicable, set explicitly in
+    ``optimizer.params``, or rejected by torch (old torch, unsupported dtypes).
+    """
+    if type(optimizer) not in FUSABLE_OPTIMIZERS:
+        return optimizer
+    params = OmegaConf.to_container(config.optimizer.get("params", None) or OmegaConf.create({}), resolve=True)
+    flags = fused_kwargs(device)
+    if not flags or "fused" in params or "foreach" in params:
+        return optimizer
+    try:
+        return type(optimizer)(get_optimizer_parameters(model, config), **params, **flags)
+    except (RuntimeError, ValueError, TypeError):
+        return optimizer
+
+
+def keep_scaler_in_optimizer_state(optimizer, scaler) -> None:
+    """Save/restore ``scaler`` with ``optimizer.state_dict()``.
+
+    rc10's ``Checkpoint.save`` writes a fixed dict whose ``optimizer`` entry is
+    ``optimizer.state_dict()``; torch's optimizer state-dict hooks add the scaler
+    there and restore it in ``load_state_dict``. Every MMF checkpoint path
+    (current/best/model_N.ckpt, resume, ``reset.optimizer``) then covers the
+    scaler without re-implementing ``Checkpoint``.
+    """
+
+    def save(_, state_dict):
+        state_dict[SCALER_KEY] = scaler.state_dict()
+        return state_dict
+
+    def load(_, state_dict):
+        saved = state_dict.pop(SCALER_KEY, None)
+        if saved is not None:
+            scaler.load_state_dict(saved)
+        return state_dict
+
+    optimizer.register_state_dict_post_hook(save)
+    optimizer.register_load_state_dict_pre_hook(load)
+
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _to_fp32(value):
+    if isinstance(value, torch.Tensor) and value.dtype in LOW_PRECISION:
+        return value.float()
+    return value
+
+
+def outputs_to_fp32(output) -> None:
+    """Cast half-precision tensors of a model output/report (and its dicts) to fp32, in place.
+
+    Metrics and reports call ``.numpy()``/sklearn, which reject bf16.
+    """
+    for key, value in list(output.items()):
+        if isinstance(value, dict):
+            for inner, tensor in list(value.items()):
+                value[inner] = _to_fp32(tensor)
+        else:
+            output[key] = _to_fp32(value)
+
+
+def _as_number(value) -> float:
+    return value.detach().float().mean().item() if isinstance(value, torch.Tensor) else float(value)
+
+
+def check_finite_loss(loss: torch.Tensor, losses: Dict[str, torch.Tensor], update: int, iteration: int) -> None:
+    """Raise ``FloatingPointError`` when the total loss is NaN/inf (one host sync per step)."""
+    if bool(torch.isfinite(loss.detach()).all()):
+        return
+    details = ", ".join(f"{name}={_as_number(value):.6g}" for name, value in losses.items())
+    raise FloatingPointError(
+        f"refnet_trainer: non-finite total loss {_as_number(loss)} at update {update} (iteration {iteration}); "
+        f"individual losses: {details}. Training stopped before the parameters were changed. Check this batch's "
+        "inputs for NaN/inf, lower the learning rate, try training.amp: off, or set training.detect_anomaly: true "
+        "to find the operation."
+    )
+
+
+@registry.register_trainer("refnet_trainer")
+class RefNetTrainer(BaseTrainer):
+    """rc10's BaseTrainer + AMP, TF32, fused AdamW, torch.compile, accumulation, NaN check."""
+
+    amp_dtype: Optional[torch.dtype] = None
+    tf32 = False
+    scaler = None
+    update_frequency = 1
+    micro_steps = 0
+    stepped = False
+
+    def option(self, key: str):
+        return training_option(self.config.training, key)
+
+    def load_model_and_optimizer(self):
+        self.amp_dtype = resolve_amp(self.option("amp"), self.device)
+        self.tf32 = enable_tf32(self.device, bool(self.option("tf32")))
+        super().load_model_and_optimizer()  # builds, then calls load_extras and parallelize_model
+
+    def load_extras(self):
+        """Speed options first, then rc10's extras (which load the checkpoint)."""
+        if self.option("fused_optimizer"):
+            self.optimizer = with_fused_kernels(self.optimizer, self.model, self.config, self.device)
+        self.scaler = grad_scaler(self.device, self.amp_dtype)
+        if self.scaler is not None:
+            keep_scaler_in_optimizer_state(self.optimizer, self.scaler)
+        self.update_frequency = int(self.option("update_frequency"))
+        if self.update_frequency < 1:
+            raise ValueError(f"training.update_frequency must be >= 1, got {self.update_frequency}")
+        self.micro_steps, self.stepped = 0, False
+        super().load_extras()
+        self.writer.write(self.settings_summary())
+
+    def parallelize_model(self):
+        super().parallelize_model()
+        setting = self.option("compile")
+        if setting:
+            kwargs = {"mode": setting} if isinstance(setting, str) else {}
+            self.model.compile(**kwargs)  # in place: state_dict keys unchanged
+
+    def settings_summary(self) -> str:
+        fused = bool(self.optimizer.defaults.get("fused")) if hasattr(self.optimizer, "defaults") else False
+        return (
+            f"refnet_trainer: amp={amp_mode(self.option('amp'))} (autocast {self.amp_dtype or 'off'}), "
+            f"grad_scaler={self.scaler is not None}, tf32={self.tf32}, fused_optimizer={fused}, "
+            f"compile={self.option('compile')}, update_frequency={self.update_frequency}"
+        )
+
+    def _forward_pass(self, batch):
+        training = self.model.training and torch.is_grad_enabled()
+        with autocast(self.device, self.amp_dtype), self._gradient_sync(training):
+            report = super()._forward_pass(batch)
+        if self.amp_dtype is not None:
+            outputs_to_fp32(report)
+        return report
+
+    def _gradient_sync(self, training: bool):
+        """DDP's ``no_sync`` for every micro-batch but the last of an update."""
+        last = (self.micro_steps + 1) % self.update_frequency == 0
+        if training and not last and hasattr(self.model, "no_sync"):
+            return self.model.no_sync()
+        return contextlib.nullcontext()
+
+    def _extract_loss(self, report):
+        loss = super()._extract_loss(report)
+        check_finite_loss(loss, report.losses, self.num_updates + 1, self.current_iteration)
+        return loss
+
+    def _backward(self, loss):
+        if self.update_frequency > 1:
+            loss = loss / self.update_frequency
+        if self.scaler is not None:
+            loss = self.scaler.scale(loss)
+        loss.backward()
+        self.micro_steps += 1
+        self.stepped = self.micro_steps % self.update_frequency == 0
+        if self.stepped:
+            self._optimizer_step()
+
+    def _optimizer_step(self):
+        if self.should_clip_gradients:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            clip_gradients(self.model, self.num_updates, self.tb_writer, self.config)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._run_scheduler()
+        self.num_updates += 1
+        self.profile("Backward time")
+
+    def _logistics(self, report):
+        """rc10's logging/checkpoint/validation, only after an optimizer step."""
+        if not self.stepped:
+            return False
+        return super()._logistics(report)
