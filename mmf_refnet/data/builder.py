@@ -8,6 +8,7 @@ named by file/line/id), then hands over to MMF's Hateful Memes machinery.
 
 import os
 
+import torch
 from mmf.common.registry import registry
 from mmf.datasets.builders.hateful_memes.builder import HatefulMemesBuilder
 from mmf.utils.configuration import get_mmf_env
@@ -29,12 +30,30 @@ def _check_variant_matches_annotations(config) -> None:
         )
 
 
+ABLATIONS = ("none", "text", "image")
+
+
 class EmojiMemesDataset(HatefulMemesDataset):
-    """The HM feature dataset (with ``label_fraction``), reporting as ``emoji_memes``."""
+    """The HM feature dataset (with ``label_fraction``), reporting as ``emoji_memes``.
+
+    ``ablate: text`` / ``image`` blanks one modality (empty caption / zero
+    features) so the same models serve as image-only / text-only baselines.
+    """
 
     def __init__(self, config, *args, **kwargs):
         kwargs["dataset_name"] = DATASET_NAME
         super().__init__(config, *args, **kwargs)
+        self.ablate = str(config.get("ablate", "none"))
+        if self.ablate not in ABLATIONS:
+            raise ValueError(f"dataset_config.{DATASET_NAME}.ablate must be one of {ABLATIONS}, got {self.ablate!r}")
+
+    def __getitem__(self, idx):
+        sample = super().__getitem__(idx)
+        if self.ablate == "image":
+            sample.image_feature_0 = torch.zeros_like(sample.image_feature_0)
+        elif self.ablate == "text":
+            sample.update(self.text_processor({"text": ""}))
+        return sample
 
 
 @registry.register_builder(DATASET_NAME)

@@ -1,0 +1,63 @@
+"""Demo quality: text-only, image-only, vilbert, refnet and refnet_ms on the emoji memes
+tasks (a) fit (binary; AUROC/accuracy) and (b) category (9 classes; accuracy), several seeds.
+
+    python benchmarks/demo_quality.py --seeds 0 1 2 [--max-updates 300] [--data-dir save/demo/data]
+
+Prints a markdown table of mean ± std over seeds (test split, best validation checkpoint).
+Unimodal baselines are refnet with one modality blanked (dataset_config.emoji_memes.ablate).
+"""
+
+import argparse
+import os
+
+from _runs import CONFIGS, final_metrics, mean_std, mmf_run
+
+RUNS = {  # name: (model config, extra options)
+    "text-only": ("refnet", ["dataset_config.emoji_memes.ablate=image"]),
+    "image-only": ("refnet", ["dataset_config.emoji_memes.ablate=text"]),
+    "vilbert": ("vilbert", []),
+    "refnet": ("refnet", []),
+    "refnet_ms": ("refnet_ms", []),
+}
+TASKS = {
+    "fit": [],
+    "category": ["dataset_config.emoji_memes.variant=category",
+                 "dataset_config.emoji_memes.annotation_dir=emoji_memes/defaults/annotations/category",
+                 "training.early_stop.criteria=emoji_memes/accuracy"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max-updates", type=int, default=300)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--data-dir", default=os.path.join("save", "demo", "data"))
+    parser.add_argument("--out", default=os.path.join("save", "bench", "demo_quality"))
+    args = parser.parse_args()
+    rows = []
+    for task in args.tasks:
+        for name in args.runs:
+            model, extra = RUNS[name]
+            labels = ["num_labels=9"] if task == "category" else []
+            scores = {"accuracy": [], "roc_auc": []}
+            for seed in args.seeds:
+                save = os.path.join(args.out, f"{task}_{name}_seed{seed}")
+                opts = [f"env.data_dir={os.path.abspath(args.data_dir)}", f"training.seed={seed}",
+                        f"training.max_updates={args.max_updates}", *TASKS[task], *extra,
+                        *[f"model_config.{model}.{item}" for item in labels]]
+                if task == "category":
+                    opts.append("evaluation.metrics=['accuracy']")
+                mmf_run(os.path.join(CONFIGS, "demo", f"{model}.yaml"), save, opts, args.out)
+                for key, value in final_metrics(save, "test").items():
+                    scores.setdefault(key, []).append(value)
+            rows.append((task, name, {k: mean_std(v) for k, v in scores.items() if v}))
+            print(f"{task:9s} {name:10s} {rows[-1][2]}", flush=True)
+    print("\n| task | model | test accuracy | test AUROC |\n|---|---|---|---|")
+    for task, name, summary in rows:
+        print(f"| {task} | {name} | {summary.get('accuracy', '–')} | {summary.get('roc_auc', '–')} |")
+
+
+if __name__ == "__main__":
+    main()
