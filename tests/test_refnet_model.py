@@ -137,3 +137,23 @@ def test_refnet_has_no_ms_loss_by_default(tmp_path):
     config = inprocess.configuration(tmp_path, "refnet")
     model = inprocess.build(config, "refnet")
     assert "train/hateful_memes/ms_loss" not in model(inprocess.batch())["losses"]
+
+
+def test_registered_losses_work_for_other_models_by_config(refnet_ms):
+    """`refiner` and `refnet_ms` as MMF losses (a model's `losses:` list) on another model's output."""
+    from mmf.modules.losses import Losses
+
+    from mmf_refnet.losses import MultiSimilarity, refiner_terms
+
+    losses = Losses([{"type": "refiner", "params": {"weights": {"text": 0.2, "image": 0.3}}},
+                     {"type": "refnet_ms", "params": {"weight": 0.5, "miner_epsilon": None}}])
+    torch.manual_seed(0)
+    outputs = {"text": torch.randn(6, 4), "image": torch.randn(6, 4)}
+    targets = {"text": torch.randn(6, 4), "image": torch.randn(6, 4)}
+    fused = torch.randn(6, 5)
+    sample_list = inprocess.batch(size=6)
+    values = losses(sample_list, {"refiner_outputs": outputs, "refiner_targets": targets, "fused_embedding": fused})
+    expected_refiner = sum(refiner_terms(outputs, targets, {"text": 0.2, "image": 0.3}).values())
+    assert values["train/hateful_memes/refiner"].item() == pytest.approx(expected_refiner.item(), rel=1e-6)
+    expected_ms = 0.5 * MultiSimilarity(miner_epsilon=None)(fused, sample_list.targets)
+    assert values["train/hateful_memes/refnet_ms"].item() == pytest.approx(expected_ms.item(), rel=1e-6)
