@@ -1,7 +1,7 @@
 """Demo quality: text-only, image-only, vilbert, refnet and refnet_ms on the emoji memes
 tasks (a) fit (binary; AUROC/accuracy) and (b) category (9 classes; accuracy), several seeds.
 
-    python benchmarks/demo_quality.py --seeds 0 1 2 [--max-updates 300] [--data-dir save/demo/data]
+    python benchmarks/demo_quality.py --seeds 0 1 2 [--max-updates 300] [--jobs 2] [--data-dir save/demo/data]
 
 Prints a markdown table of mean ± std over seeds (test split, best validation checkpoint).
 Unimodal baselines are refnet with one modality blanked (dataset_config.emoji_memes.ablate).
@@ -9,8 +9,9 @@ Unimodal baselines are refnet with one modality blanked (dataset_config.emoji_me
 
 import argparse
 import os
+from typing import Dict, List, Tuple
 
-from _runs import CONFIGS, final_metrics, mean_std, mmf_run
+from _runs import CONFIGS, Run, final_metrics, mean_std, run_all
 
 RUNS = {  # name: (model config, extra options)
     "text-only": ("refnet", ["dataset_config.emoji_memes.ablate=image"]),
@@ -27,36 +28,43 @@ TASKS = {
 }
 
 
+def plan(args) -> List[Tuple[str, str, Run]]:
+    """(task, run name, Run) for every task x run x seed."""
+    runs = []
+    for task in args.tasks:
+        for name in args.runs:
+            model, extra = RUNS[name]
+            for seed in args.seeds:
+                opts = [f"env.data_dir={os.path.abspath(args.data_dir)}", f"training.seed={seed}",
+                        f"training.max_updates={args.max_updates}", *TASKS[task], *extra]
+                if task == "category":
+                    opts += [f"model_config.{model}.num_labels=9", "evaluation.metrics=['accuracy']"]
+                save = os.path.join(os.path.abspath(args.out), f"{task}_{name}_seed{seed}")
+                runs.append((task, name, Run(os.path.join(CONFIGS, "demo", f"{model}.yaml"), save, opts)))
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-updates", type=int, default=300)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--jobs", type=int, default=1, help="mmf_run processes at once (CPU cores split between them)")
     parser.add_argument("--data-dir", default=os.path.join("save", "demo", "data"))
     parser.add_argument("--out", default=os.path.join("save", "bench", "demo_quality"))
     args = parser.parse_args()
-    rows = []
+    planned = plan(args)
+    run_all([run for _, _, run in planned], args.out, args.jobs)
+    print("\n| task | model | test accuracy | test AUROC |\n|---|---|---|---|")
     for task in args.tasks:
         for name in args.runs:
-            model, extra = RUNS[name]
-            labels = ["num_labels=9"] if task == "category" else []
-            scores = {"accuracy": [], "roc_auc": []}
-            for seed in args.seeds:
-                save = os.path.join(args.out, f"{task}_{name}_seed{seed}")
-                opts = [f"env.data_dir={os.path.abspath(args.data_dir)}", f"training.seed={seed}",
-                        f"training.max_updates={args.max_updates}", *TASKS[task], *extra,
-                        *[f"model_config.{model}.{item}" for item in labels]]
-                if task == "category":
-                    opts.append("evaluation.metrics=['accuracy']")
-                mmf_run(os.path.join(CONFIGS, "demo", f"{model}.yaml"), save, opts, args.out)
-                for key, value in final_metrics(save, "test").items():
+            scores: Dict[str, List[float]] = {}
+            for _, _, run in (p for p in planned if p[:2] == (task, name)):
+                for key, value in final_metrics(run.save_dir, "test").items():
                     scores.setdefault(key, []).append(value)
-            rows.append((task, name, {k: mean_std(v) for k, v in scores.items() if v}))
-            print(f"{task:9s} {name:10s} {rows[-1][2]}", flush=True)
-    print("\n| task | model | test accuracy | test AUROC |\n|---|---|---|---|")
-    for task, name, summary in rows:
-        print(f"| {task} | {name} | {summary.get('accuracy', '–')} | {summary.get('roc_auc', '–')} |")
+            summary = {k: mean_std(v) for k, v in scores.items()}
+            print(f"| {task} | {name} | {summary.get('accuracy', '–')} | {summary.get('roc_auc', '–')} |")
 
 
 if __name__ == "__main__":

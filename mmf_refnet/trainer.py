@@ -10,8 +10,10 @@ Keys under ``training:`` (a key missing from the config takes the default here):
 ``amp`` (``auto``)
     Mixed precision for forward passes (training and evaluation): ``bf16`` or
     ``fp16`` autocast, ``off`` (fp32), or ``auto`` = bf16 on a CUDA device that
-    supports it, else off. ``auto`` leaves CPU runs in fp32: bf16 autocast on a
-    CPU without native bf16 (no AMX/AVX512-BF16) is slower than fp32. ``fp16``
+    supports it or on an x86 CPU with native bf16 instructions (``avx512_bf16``
+    or ``amx_bf16`` in /proc/cpuinfo), else off: without them bf16 autocast on a
+    CPU is slower than fp32. Measured on a 2-core AVX512-BF16 EPYC, demo model:
+    0.33 s/step bf16 vs 0.55 s/step fp32, losses equal to 3 decimals. ``fp16``
     adds a ``torch.amp.GradScaler`` whose state is saved in every checkpoint.
     YAML reads a bare ``off`` as ``false``; both mean fp32.
 ``tf32`` (``true``)
@@ -88,9 +90,25 @@ def resolve_amp(setting, device) -> Optional[torch.dtype]:
     if mode == "off":
         return None
     if mode == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else None
+        if device.type == "cuda":
+            native_bf16 = torch.cuda.is_bf16_supported()
+        else:
+            native_bf16 = device.type == "cpu" and cpu_has_native_bf16()
+        return torch.bfloat16 if native_bf16 else None
     return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU's flags list bf16 dot-product instructions (Linux x86; False elsewhere)."""
+    try:
+        with open(cpuinfo) as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in CPU_BF16_FLAGS)
 
 
 def autocast(device, dtype: Optional[torch.dtype]):

@@ -107,8 +107,26 @@ def slice_batch(batch, start, stop):
 @pytest.mark.parametrize("setting,expected", [
     ("auto", None), (False, None), ("off", None), (None, None), ("bf16", torch.bfloat16), ("FP16", torch.float16),
 ])
-def test_amp_setting_resolves_on_cpu(setting, expected):
+def test_amp_setting_resolves_on_cpu(setting, expected, monkeypatch):
+    monkeypatch.setattr(refnet_trainer, "cpu_has_native_bf16", lambda: False)
     assert refnet_trainer.resolve_amp(setting, "cpu") is expected
+
+
+def test_auto_amp_is_bf16_on_a_cpu_with_native_bf16(monkeypatch):
+    monkeypatch.setattr(refnet_trainer, "cpu_has_native_bf16", lambda: True)
+    assert refnet_trainer.resolve_amp("auto", "cpu") is torch.bfloat16
+    assert refnet_trainer.resolve_amp("off", "cpu") is None
+
+
+@pytest.mark.parametrize("flags,expected", [
+    ("fpu avx2 avx512f avx512_bf16 avx512_vnni", True), ("fpu avx2 amx_bf16 amx_tile", True),
+    ("fpu avx2 avx512f avx512_vnni", False), ("", False),
+])
+def test_native_bf16_is_read_from_cpu_flags(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert refnet_trainer.cpu_has_native_bf16(str(cpuinfo)) is expected
+    assert refnet_trainer.cpu_has_native_bf16(str(tmp_path / "missing")) is False
 
 
 def test_unknown_amp_setting_is_rejected():

@@ -38,6 +38,7 @@ missing features; :func:`validate_dataset_dir` checks any directory in this
 layout and names the file/line of every problem.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -49,6 +50,11 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from mmf_refnet.data.emoji import ASSETS_DIR, INDEX_FILE, EmojiRecord, categories, emoji_images, load_emoji_index
 
@@ -301,11 +307,35 @@ def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0,
     ann_dir, features_dir = annotations_dir(root, variant), root / "features"
     marker = ann_dir / MARKER_FILE
     key = _params_key(variant, seed, max_emojis, ASSETS_DIR, confounder_kind)
-    if not force and marker.is_file() and not (write_images and not (root / "images" / "img").is_dir()):
-        cached = _cached_result(marker, key, features_dir)
-        if cached is not None:
-            return {**cached, "seconds": time.perf_counter() - start}
+    result = None if force else _reusable(marker, key, features_dir, root, write_images)
+    if result is None:
+        with _prepare_lock(root):  # concurrent runs on one data folder: one builds, the others reuse
+            result = None if force else _reusable(marker, key, features_dir, root, write_images)
+            if result is None:
+                result = _build(root, ann_dir, features_dir, marker, key, variant, seed, max_emojis, force,
+                                batch_size, progress, device, write_images, confounder_kind)
+    return {**result, "seconds": time.perf_counter() - start}
 
+
+def _reusable(marker: Path, key: str, features_dir: Path, root: Path, write_images: bool) -> Optional[dict]:
+    if not marker.is_file() or (write_images and not (root / "images" / "img").is_dir()):
+        return None
+    return _cached_result(marker, key, features_dir)
+
+
+@contextlib.contextmanager
+def _prepare_lock(root: Path):
+    """An exclusive lock file in ``root`` (POSIX ``flock``; no locking where fcntl is missing)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".prepare.lock", "w") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _build(root: Path, ann_dir: Path, features_dir: Path, marker: Path, key: str, variant: str, seed: int,
+           max_emojis: Optional[int], force: bool, batch_size: int, progress: bool, device: str,
+           write_images: bool, confounder_kind: str) -> dict:
     records = select_emojis(load_emoji_index(), max_emojis, SUBSET_SEED)
     class_names = list(FIT_CLASSES) if variant == "fit" else categories()
     rows = build_rows(records, variant, seed, None if variant == "fit" else class_names, confounder_kind)
@@ -348,7 +378,7 @@ def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0,
     }
     marker_data = {"key": key, "result": result, "feature_names": [image_name(r.id) for r in records]}
     _write_text(marker, json.dumps(marker_data, indent=1, sort_keys=True))
-    return {**result, "seconds": time.perf_counter() - start}
+    return result
 
 
 # --------------------------------------------------------------------------- validation
