@@ -2,7 +2,7 @@
 fractions, with and without refiner pretraining, several seeds; prints a table (mean ± std of
 test AUROC and accuracy) and saves a plot like Fig. 6.
 
-    python benchmarks/low_label.py [--dataset demo] [--fractions 0.05 0.1 0.2 1.0] [--seeds 0 1 2]
+    python benchmarks/low_label.py [--dataset demo] [--fractions 0.05 0.1 0.2 1.0] [--seeds 0 1 2] [--jobs 2]
 
 ``--dataset`` is a folder of projects/refnet/configs (demo, hateful_memes, mmimdb, visual_entailment);
 extra MMF options (e.g. env.data_dir=...) go after ``--``.
@@ -12,17 +12,35 @@ import argparse
 import json
 import os
 
-from _runs import CONFIGS, final_metrics, mean_std, mmf_run
+from _runs import CONFIGS, Run, final_metrics, mean_std, run_all
 
 DATASET_KEYS = {"demo": "emoji_memes"}
 
 
-def pretrain(args, extra) -> str:
-    save = os.path.join(args.out, "pretrain")
-    if not os.path.exists(os.path.join(save, "refnet_final.pth")):
-        mmf_run(os.path.join(CONFIGS, args.dataset, "pretrain.yaml"), save,
-                [f"training.max_updates={args.max_updates}", *extra], args.out)
-    return os.path.join(save, "refnet_final.pth")
+def pretrain_run(args, seed: int) -> Run:
+    """Refiner pretraining (Alg. 1) on the training set without labels, one per seed."""
+    save = os.path.join(args.out, f"pretrain_seed{seed}")
+    opts = [f"training.seed={seed}", f"training.max_updates={args.max_updates}", *args.opts]
+    return Run(os.path.join(CONFIGS, args.dataset, "pretrain.yaml"), save, opts)
+
+
+def finetune_run(args, key: str, model: str, start: str, fraction: float, seed: int) -> Run:
+    save = os.path.join(args.out, f"{model}_{start}_f{fraction}_seed{seed}")
+    opts = [f"training.seed={seed}", f"training.max_updates={args.max_updates}",
+            f"dataset_config.{key}.label_fraction={fraction}", f"dataset_config.{key}.label_fraction_seed={seed}",
+            *args.opts]
+    if start == "pretrained":
+        weights = os.path.join(pretrain_run(args, seed).save_dir, "refnet_final.pth")
+        opts += ["checkpoint.resume_pretrained=True", f"checkpoint.resume_file={weights}"]
+    return Run(os.path.join(CONFIGS, args.dataset, f"{model}.yaml"), save, opts)
+
+
+def conditions(args):
+    """(model, start) pairs: every model from scratch; refnet models also from pretraining."""
+    for model in args.models:
+        yield model, "scratch"
+        if not args.no_pretraining and model != "vilbert":
+            yield model, "pretrained"
 
 
 def main() -> None:
@@ -33,28 +51,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-updates", type=int, default=300)
     parser.add_argument("--no-pretraining", action="store_true")
+    parser.add_argument("--jobs", type=int, default=1, help="mmf_run processes at once (CPU cores split between them)")
     parser.add_argument("--out", default=os.path.join("save", "bench", "low_label"))
     parser.add_argument("opts", nargs="*", help="extra MMF options")
     args = parser.parse_args()
+    args.out = os.path.abspath(args.out)
     key = DATASET_KEYS.get(args.dataset, args.dataset)
-    pretrained = None if args.no_pretraining else pretrain(args, args.opts)
+    grid = {(model, start, fraction, seed): finetune_run(args, key, model, start, fraction, seed)
+            for model, start in conditions(args) for fraction in args.fractions for seed in args.seeds}
+    pretraining = [] if args.no_pretraining else [pretrain_run(args, seed) for seed in args.seeds]
+    scratch = [run for (_, start, _, _), run in grid.items() if start == "scratch"]
+    # pretraining first, interleaved with scratch runs; fine-tuning from it once all of it is done
+    run_all(pretraining + scratch, args.out, args.jobs)
+    run_all([run for (_, start, _, _), run in grid.items() if start == "pretrained"], args.out, args.jobs)
     results = []
-    for model in args.models:
-        for start in ["scratch"] + ([] if pretrained is None or model == "vilbert" else ["pretrained"]):
-            for fraction in args.fractions:
-                scores = {}
-                for seed in args.seeds:
-                    save = os.path.join(args.out, f"{model}_{start}_f{fraction}_seed{seed}")
-                    opts = [f"training.seed={seed}", f"training.max_updates={args.max_updates}",
-                            f"dataset_config.{key}.label_fraction={fraction}",
-                            f"dataset_config.{key}.label_fraction_seed={seed}", *args.opts]
-                    if start == "pretrained":
-                        opts += ["checkpoint.resume_pretrained=True", f"checkpoint.resume_file={pretrained}"]
-                    mmf_run(os.path.join(CONFIGS, args.dataset, f"{model}.yaml"), save, opts, args.out)
-                    for name, value in final_metrics(save, "test").items():
-                        scores.setdefault(name, []).append(value)
-                results.append({"model": model, "start": start, "fraction": fraction, "scores": scores})
-                print(model, start, fraction, {k: mean_std(v) for k, v in scores.items()}, flush=True)
+    for model, start in conditions(args):
+        for fraction in args.fractions:
+            scores = {}
+            for seed in args.seeds:
+                for name, value in final_metrics(grid[model, start, fraction, seed].save_dir, "test").items():
+                    scores.setdefault(name, []).append(value)
+            results.append({"model": model, "start": start, "fraction": fraction, "seeds": args.seeds,
+                            "max_updates": args.max_updates, "scores": scores})
     with open(os.path.join(args.out, "results.json"), "w") as handle:
         json.dump(results, handle, indent=1)
     print("\n| model | start | labels | test AUROC | test accuracy |\n|---|---|---|---|---|")

@@ -4,6 +4,8 @@ import json
 import os
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -219,6 +221,27 @@ def test_prepare_reextracts_deleted_features(prepared):
     result = em.prepare_emoji_memes(data_dir, "fit", seed=0, max_emojis=40, batch_size=8, progress=False)
     assert result["cached"] is False and result["features"]["written"] == 1
     assert (Path(fit["features_dir"]) / f"{stem}.npy").is_file()
+
+
+def test_concurrent_prepare_waits_for_the_one_holding_the_lock(prepared, tmp_path):
+    """Runs sharing a data folder (benchmarks with --jobs, two users) build it one at a time."""
+    data_dir, fit, _ = prepared
+    shared = tmp_path / "data"
+    shutil.copytree(data_dir / "datasets" / "emoji_memes" / "defaults" / "features",
+                    shared / "datasets" / "emoji_memes" / "defaults" / "features")
+    script = ("import sys; from mmf_refnet.data import emoji_memes as em; print('ready', flush=True); "
+              "r = em.prepare_emoji_memes(sys.argv[1], 'fit', seed=5, max_emojis=40, progress=False); "
+              "print(r['counts']['train'], r['features']['reused'])")
+    root = em.dataset_root(shared)
+    with em._prepare_lock(root):
+        other = subprocess.Popen([sys.executable, "-c", script, str(shared)], stdout=subprocess.PIPE, text=True)
+        assert other.stdout.readline().strip() == "ready"
+        time.sleep(3.0)  # unlocked, this prepare (features all present) takes well under a second
+        assert other.poll() is None, "prepare ran while another process held the lock"
+        assert not (root / "annotations" / "train.jsonl").exists()
+    out, _ = other.communicate(timeout=120)
+    assert other.returncode == 0 and out.split() == [str(fit["counts"]["train"]), "40"]
+    assert em.prepare_emoji_memes(shared, "fit", seed=5, max_emojis=40, progress=False)["cached"] is True
 
 
 def test_prepare_write_images(prepared):
