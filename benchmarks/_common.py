@@ -363,16 +363,18 @@ class PeakMemory:
 class Condition:
     """One model under one recipe: built, warmed up (memory measured), ready to time."""
 
-    def __init__(self, model_name: str, recipe: str, args, workdir: str, compile_model: bool = False):
+    def __init__(self, model_name: str, recipe: str, args, workdir: str, compile_model=False):
+        """``compile_model``: False, True (torch.compile's default mode) or a mode name, e.g. reduce-overhead."""
         self.model_name, self.recipe, self.device = model_name, recipe, args.device
-        self.label = recipe + ("+compile" if compile_model else "")
+        mode = compile_model if isinstance(compile_model, str) and compile_model != "default" else None
+        self.label = recipe + (f"+compile({mode})" if mode else "+compile" if compile_model else "")
         config = load_config(model_name, args.size, args.device, workdir)
         with PeakMemory(args.device) as memory:
             self.model = build_model(config, model_name, args.device)
             optimizer = make_optimizer(recipe, self.model, config, args.device)
             self.batch = synthetic_batch(args.size, args.batch_size, args.device)
             if compile_model:
-                self.model.compile()
+                self.model.compile(mode=mode)
             self.step = make_step(recipe, self.model, optimizer, args.device, args.amp)
             warmup = self.run(max(1, args.warmup))
         self.times = []

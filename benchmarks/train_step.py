@@ -26,7 +26,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     _common.add_common_arguments(parser)
     parser.add_argument("--models", default=",".join(_common.MODELS), help="comma-separated (vilbert,refnet_ms)")
-    parser.add_argument("--compile", action="store_true", help="also time the refnet recipe with torch.compile")
+    parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                        help="also time the refnet recipe with torch.compile (optional mode, e.g. reduce-overhead "
+                             "= CUDA graphs, which the host-bound GPU step may need)")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="for MFU; default: bf16 dense peak by GPU name (989 = H100 SXM), none on CPU")
     return _common.resolve_arguments(parser.parse_args(argv))
@@ -34,7 +36,7 @@ def parse_args(argv=None):
 
 def run(args) -> list:
     """Build and warm up every condition (memory, first step), then time them interleaved."""
-    recipes = [("rc10", False), ("refnet", False)] + ([("refnet", True)] if args.compile else [])
+    recipes = [("rc10", False), ("refnet", False)] + ([("refnet", args.compile)] if args.compile else [])
     conditions, flops = [], {}
     with _common.workdir() as workdir:
         _common.prewarm(args, workdir)
