@@ -8,7 +8,7 @@ import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, NamedTuple
+from typing import Dict, List, NamedTuple, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "projects", "refnet", "configs")
@@ -19,6 +19,18 @@ class Run(NamedTuple):
     config: str
     save_dir: str
     opts: List[str]
+    keep: Tuple[str, ...] = ()  # weight files a later run needs (e.g. a pretraining's refnet_final.pth)
+
+
+def drop_weights(run: Run) -> None:
+    """Delete a finished run's checkpoints (~0.4 GB each for the demo model), keeping ``run.keep``.
+
+    Logs, config and metrics stay; dozens of benchmark runs would otherwise fill the disk.
+    """
+    shutil.rmtree(os.path.join(run.save_dir, "models"), ignore_errors=True)
+    for name in os.listdir(run.save_dir):
+        if name.endswith((".ckpt", ".pth")) and name not in run.keep:
+            os.remove(os.path.join(run.save_dir, name))
 
 
 def finished(run: Run) -> bool:
@@ -30,8 +42,11 @@ def finished(run: Run) -> bool:
         return False
 
 
-def mmf_run(run: Run, log_dir: str, threads: int = 0) -> None:
-    """One mmf_run subprocess (log in ``log_dir``); skipped when ``finished``. ``threads``: OMP threads (0: torch's default)."""
+def mmf_run(run: Run, log_dir: str, threads: int = 0, keep_checkpoints: bool = False) -> None:
+    """One mmf_run subprocess (log in ``log_dir``); skipped when ``finished``.
+
+    ``threads``: OMP threads (0: torch's default). Checkpoints are deleted afterwards unless kept.
+    """
     if finished(run):
         print(f"reusing {run.save_dir}", flush=True)
         return
@@ -45,11 +60,13 @@ def mmf_run(run: Run, log_dir: str, threads: int = 0) -> None:
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"mmf_run failed for {run.save_dir}; see {out.name}")
+    if not keep_checkpoints:
+        drop_weights(run)
     with open(os.path.join(run.save_dir, OPTIONS_FILE), "w") as handle:
         json.dump([run.config, *run.opts], handle)
 
 
-def run_all(runs: List[Run], log_dir: str, jobs: int = 1) -> None:
+def run_all(runs: List[Run], log_dir: str, jobs: int = 1, keep_checkpoints: bool = False) -> None:
     """Run every ``Run``, ``jobs`` at a time, the CPU cores split evenly between them.
 
     On a 2-core CPU two single-threaded runs finish ~1.2x sooner than two two-threaded
@@ -58,7 +75,7 @@ def run_all(runs: List[Run], log_dir: str, jobs: int = 1) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     failures = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(mmf_run, run, log_dir, threads) for run in runs]:
+        for future in [pool.submit(mmf_run, run, log_dir, threads, keep_checkpoints) for run in runs]:
             try:
                 future.result()
             except RuntimeError as error:  # the other runs go on; all failures are reported at the end

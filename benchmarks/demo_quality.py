@@ -51,11 +51,12 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--jobs", type=int, default=1, help="mmf_run processes at once (CPU cores split between them)")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep every run's checkpoints (~1-2 GB a run)")
     parser.add_argument("--data-dir", default=os.path.join("save", "demo", "data"))
     parser.add_argument("--out", default=os.path.join("save", "bench", "demo_quality"))
     args = parser.parse_args()
     planned = plan(args)
-    run_all([run for _, _, run in planned], args.out, args.jobs)
+    run_all([run for _, _, run in planned], args.out, args.jobs, args.keep_checkpoints)
     print("\n| task | model | test accuracy | test AUROC |\n|---|---|---|---|")
     for task in args.tasks:
         for name in args.runs:

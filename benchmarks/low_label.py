@@ -21,7 +21,7 @@ def pretrain_run(args, seed: int) -> Run:
     """Refiner pretraining (Alg. 1) on the training set without labels, one per seed."""
     save = os.path.join(args.out, f"pretrain_seed{seed}")
     opts = [f"training.seed={seed}", f"training.max_updates={args.max_updates}", *args.opts]
-    return Run(os.path.join(CONFIGS, args.dataset, "pretrain.yaml"), save, opts)
+    return Run(os.path.join(CONFIGS, args.dataset, "pretrain.yaml"), save, opts, keep=("refnet_final.pth",))
 
 
 def finetune_run(args, key: str, model: str, start: str, fraction: float, seed: int) -> Run:
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--max-updates", type=int, default=300)
     parser.add_argument("--no-pretraining", action="store_true")
     parser.add_argument("--jobs", type=int, default=1, help="mmf_run processes at once (CPU cores split between them)")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep every run's checkpoints (~1-2 GB a run)")
     parser.add_argument("--out", default=os.path.join("save", "bench", "low_label"))
     parser.add_argument("opts", nargs="*", help="extra MMF options")
     args = parser.parse_args()
@@ -62,8 +63,8 @@ def main() -> None:
     pretraining = [] if args.no_pretraining else [pretrain_run(args, seed) for seed in args.seeds]
     scratch = [run for (_, start, _, _), run in grid.items() if start == "scratch"]
     # pretraining first, interleaved with scratch runs; fine-tuning from it once all of it is done
-    run_all(pretraining + scratch, args.out, args.jobs)
-    run_all([run for (_, start, _, _), run in grid.items() if start == "pretrained"], args.out, args.jobs)
+    run_all(pretraining + scratch, args.out, args.jobs, args.keep_checkpoints)
+    run_all([run for (_, start, _, _), run in grid.items() if start == "pretrained"], args.out, args.jobs, args.keep_checkpoints)
     results = []
     for model, start in conditions(args):
         for fraction in args.fractions:
