@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 
-from _runs import CONFIGS, Run, final_metrics, mean_std, run_all
+from _runs import CONFIGS, Run, final_metrics, finished, mean_std, run_all
 
 DATASET_KEYS = {"demo": "emoji_memes"}
 
@@ -54,33 +54,45 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="mmf_run processes at once (CPU cores split between them)")
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep every run's checkpoints (~1-2 GB a run)")
     parser.add_argument("--out", default=os.path.join("save", "bench", "low_label"))
+    parser.add_argument("--report-only", action="store_true", help="no training: table and plot of the finished runs")
     parser.add_argument("opts", nargs="*", help="extra MMF options")
     args = parser.parse_args()
     args.out = os.path.abspath(args.out)
     key = DATASET_KEYS.get(args.dataset, args.dataset)
+    # fraction-major order, so an interrupted study has whole rows (--report-only prints them)
     grid = {(model, start, fraction, seed): finetune_run(args, key, model, start, fraction, seed)
-            for model, start in conditions(args) for fraction in args.fractions for seed in args.seeds}
+            for fraction in args.fractions for model, start in conditions(args) for seed in args.seeds}
     pretraining = [] if args.no_pretraining else [pretrain_run(args, seed) for seed in args.seeds]
-    scratch = [run for (_, start, _, _), run in grid.items() if start == "scratch"]
-    # pretraining first, interleaved with scratch runs; fine-tuning from it once all of it is done
-    run_all(pretraining + scratch, args.out, args.jobs, args.keep_checkpoints)
-    run_all([run for (_, start, _, _), run in grid.items() if start == "pretrained"], args.out, args.jobs, args.keep_checkpoints)
+    needs = {run.save_dir: [pretrain_run(args, seed).save_dir]
+             for (_, start, _, seed), run in grid.items() if start == "pretrained"}
+    if not args.report_only:
+        run_all(pretraining + list(grid.values()), args.out, args.jobs, args.keep_checkpoints, needs)
+    report(args, grid)
+
+
+def report(args, grid) -> None:
+    """Table (mean ± std over the seeds that finished), results.json and the plot."""
     results = []
     for model, start in conditions(args):
         for fraction in args.fractions:
-            scores = {}
+            scores, seeds = {}, []
             for seed in args.seeds:
-                for name, value in final_metrics(grid[model, start, fraction, seed].save_dir, "test").items():
+                run = grid[model, start, fraction, seed]
+                if not finished(run):
+                    continue
+                seeds.append(seed)
+                for name, value in final_metrics(run.save_dir, "test").items():
                     scores.setdefault(name, []).append(value)
-            results.append({"model": model, "start": start, "fraction": fraction, "seeds": args.seeds,
-                            "max_updates": args.max_updates, "scores": scores})
+            if seeds:
+                results.append({"model": model, "start": start, "fraction": fraction, "seeds": seeds,
+                                "max_updates": args.max_updates, "scores": scores})
     with open(os.path.join(args.out, "results.json"), "w") as handle:
         json.dump(results, handle, indent=1)
-    print("\n| model | start | labels | test AUROC | test accuracy |\n|---|---|---|---|---|")
+    print("\n| model | start | labels | test AUROC | test accuracy | seeds |\n|---|---|---|---|---|---|")
     for r in results:
         s = r["scores"]
         print(f"| {r['model']} | {r['start']} | {r['fraction']:.0%} | {mean_std(s.get('roc_auc', [0]))} | "
-              f"{mean_std(s.get('accuracy', [0]))} |")
+              f"{mean_std(s.get('accuracy', [0]))} | {len(r['seeds'])} |")
     plot(results, os.path.join(args.out, "low_label.png"))
 
 
