@@ -195,7 +195,45 @@ def _register():
         def forward(self, sample_list, model_output):
             return (self.weight * self.criterion(model_output["fused_embedding"], sample_list.targets)).view(1)
 
+    for inner in LABELED_LOSSES:
+        registry.register_loss(f"labeled_{inner}")(_labeled_loss_class(inner))
     return RefinerLoss, MultiSimilarityLoss
+
+
+LABELED_LOSSES = ("cross_entropy", "logit_bce")
+
+
+def _labeled_loss_class(inner: str):
+    """MMF's ``inner`` loss on the rows with ``sample_list.labeled`` True (all rows when absent).
+
+    For models that do not mask by themselves (stock vilbert) under ``label_fraction``:
+    MMF's own losses would train on the placeholder targets of unlabeled rows.
+    A batch without labeled rows gives 0 (with a graph), never NaN.
+    """
+
+    class LabeledLoss(torch.nn.Module):
+        def __init__(self, **params):
+            super().__init__()
+            from mmf.common.registry import registry
+
+            self.loss = registry.get_loss_class(inner)(**params)
+
+        def forward(self, sample_list, model_output):
+            from mmf.common.sample import SampleList
+
+            labeled = sample_list.get("labeled")
+            if labeled is None:
+                return self.loss(sample_list, model_output)
+            rows = labeled.to(torch.bool).view(-1).nonzero().squeeze(1)
+            scores = model_output["scores"]
+            if rows.numel() == 0:
+                return (scores.sum() * 0).view(1)
+            subset = SampleList()
+            subset.targets = sample_list.targets.index_select(0, rows)
+            return self.loss(subset, {"scores": scores.index_select(0, rows)})
+
+    LabeledLoss.__name__ = LabeledLoss.__qualname__ = f"Labeled_{inner}"
+    return LabeledLoss
 
 
 RefinerLoss, MultiSimilarityLoss = _register()

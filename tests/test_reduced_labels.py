@@ -104,3 +104,52 @@ def test_pretrain_then_finetune_starts_from_the_pretrained_weights(tmp_path):
     # another seed initialises differently: the equal parts above were loaded, and the
     # classifier (not mapped) starts fresh
     assert not torch.equal(pretrained["model.classifier.3.weight"], tuned["model.classifier.3.weight"])
+
+
+# --- stock models under label_fraction ---------------------------------------
+
+@pytest.mark.parametrize("name", ["labeled_cross_entropy", "labeled_logit_bce"])
+def test_labeled_losses_use_labeled_rows_only(name):
+    from mmf.common.registry import registry
+    from mmf.common.sample import SampleList
+
+    torch.manual_seed(0)
+    scores = torch.randn(6, 3, requires_grad=True)
+    if name == "labeled_cross_entropy":
+        targets = torch.tensor([0, 2, 1, 1, 0, 2])
+        reference = lambda rows: F.cross_entropy(scores[rows], targets[rows])  # noqa: E731
+    else:
+        targets = (torch.rand(6, 3) > 0.5).float()
+        reference = lambda rows: F.binary_cross_entropy_with_logits(scores[rows], targets[rows]) * 3  # noqa: E731
+    loss = registry.get_loss_class(name)()
+    batch = SampleList({"targets": targets})
+    everything = torch.ones(6, dtype=torch.bool)
+    assert loss(batch, {"scores": scores}).item() == pytest.approx(reference(everything).item(), rel=1e-6)
+    labeled = torch.tensor([1, 0, 0, 1, 1, 0], dtype=torch.bool)
+    batch.labeled = labeled
+    masked = loss(batch, {"scores": scores})
+    assert masked.item() == pytest.approx(reference(labeled).item(), rel=1e-6)
+    masked.backward()
+    assert scores.grad[~labeled].abs().sum() == 0 and scores.grad[labeled].abs().sum() > 0
+    batch.labeled = torch.zeros(6, dtype=torch.bool)
+    none = loss(batch, {"scores": scores})
+    assert none.item() == 0.0 and none.requires_grad
+
+
+def test_stock_model_with_plain_loss_and_few_labels_is_refused(tmp_path):
+    """vilbert + cross_entropy would train on the unlabeled rows' placeholder label 0."""
+    root = str(tmp_path / "data")
+    replicas.hateful_memes(root, sizes=(32, 16, 8))
+    few = {"dataset_config": {"hateful_memes": {"label_fraction": 0.25}}, "training": {"max_updates": 2}}
+    plain = runner.tiny_config(str(tmp_path / "a"), "hateful_memes", "vilbert",
+                               {**few, "model_config": {"vilbert": {"losses": ["cross_entropy"]}}})
+    result = runner.run_cli("mmf_run", plain, root, str(tmp_path / "plain"), check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "dataset_config.hateful_memes: 24 training rows have no label" in message
+    assert "model 'vilbert' trains with losses ['cross_entropy']" in message and "labeled_cross_entropy" in message
+    # the project's vilbert config uses labeled_cross_entropy: it trains, on the 8 labeled rows
+    ok = runner.tiny_config(str(tmp_path / "b"), "hateful_memes", "vilbert", few)
+    runner.run_cli("mmf_run", ok, root, str(tmp_path / "ok"))
+    with open(tmp_path / "ok" / "train.log") as handle:
+        assert "train/hateful_memes/labeled_cross_entropy" in handle.read()

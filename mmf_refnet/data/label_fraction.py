@@ -52,6 +52,27 @@ def select_labeled(labels: Sequence[Optional[object]], fraction: float, seed: in
     return [index in chosen for index in range(len(labels))]
 
 
+def check_model_masks_unlabeled(config, dataset_name: str, unlabeled: int) -> None:
+    """Refuse a model whose losses would read unlabeled rows' placeholder targets as labels.
+
+    refnet/refnet_ms mask by themselves (``masks_unlabeled``); any other model must
+    use label-aware losses (``labeled_cross_entropy``, ``labeled_logit_bce``).
+    """
+    model = config.get("model") if config is not None else None
+    model_class = registry.get_model_class(model) if model else None
+    if model_class is None or getattr(model_class, "masks_unlabeled", False):
+        return
+    losses = config.get("model_config", {}).get(model, {}).get("losses") or []
+    names = [loss if isinstance(loss, str) else loss.get("type") for loss in losses]
+    plain = [name for name in names if not str(name).startswith("labeled_")]
+    if plain:
+        raise ValueError(
+            f"dataset_config.{dataset_name}: {unlabeled} training rows have no label (label_fraction < 1 or rows "
+            f"without a label), but model '{model}' trains with losses {plain}, which would read their placeholder "
+            f"targets as labels. Use model_config.{model}.losses: [labeled_cross_entropy] (or labeled_logit_bce; "
+            f"mmf-refnet's labeled-only versions), or the refnet/refnet_ms models.")
+
+
 class LabelFractionMixin:
     """Adds ``label_fraction`` and unlabeled rows to an rc10 dataset (see module doc).
 
@@ -75,6 +96,8 @@ class LabelFractionMixin:
         seed = int(self.config.get("label_fraction_seed", 0))
         keep = select_labeled(labels, fraction, seed, self.stratify)
         self._labeled = None if all(keep) else keep
+        if self._labeled is not None:
+            check_model_masks_unlabeled(registry.get("config"), self.dataset_name, len(keep) - sum(keep))
 
     def __getitem__(self, idx):
         if self._labeled is not None and not self._labeled[idx]:

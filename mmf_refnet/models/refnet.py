@@ -72,6 +72,8 @@ class ClassifierHead(nn.Sequential):
 class ReFNet(ViLBERT):
     """ViLBERT + concat fusion + refiner; ``refnet_ms`` adds the MS loss."""
 
+    masks_unlabeled = True  # label-based losses see labeled rows only (data.label_fraction checks this)
+
     @classmethod
     def config_path(cls):
         return os.path.join(CONFIG_DIR, "refnet.yaml")
