@@ -72,6 +72,7 @@ def main() -> None:
 
 def report(args, grid) -> None:
     """Table (mean ± std over the seeds that finished), results.json and the plot."""
+    os.makedirs(args.out, exist_ok=True)
     results = []
     for model, start in conditions(args):
         for fraction in args.fractions:
