@@ -75,7 +75,7 @@ def report(args, grid) -> None:
     os.makedirs(args.out, exist_ok=True)
     results = []
     for model, start in conditions(args):
-        for fraction in args.fractions:
+        for fraction in sorted(args.fractions):
             scores, seeds = {}, []
             for seed in args.seeds:
                 run = grid[model, start, fraction, seed]
