@@ -34,7 +34,11 @@ def drop_weights(run: Run) -> None:
 
 
 def finished(run: Run) -> bool:
-    """The run already completed with these exact options (the options file is written on success)."""
+    """The run already completed with these exact options (the options file is written on success).
+
+    Only the config *path* and options are compared, not the YAML's contents: after editing a
+    config, delete the benchmark's --out folder (or the affected run folders).
+    """
     try:
         with open(os.path.join(run.save_dir, OPTIONS_FILE)) as handle:
             return json.load(handle) == [run.config, *run.opts]
