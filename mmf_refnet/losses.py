@@ -23,15 +23,31 @@ from pytorch_metric_learning import losses as pml_losses
 MULTILABEL_RULES = ("shares_label", "same_labels")
 
 
+def refiner_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """mean_batch(1 − cos(R_i, H_i(F_i))) for stacked modalities: (M, B, D) × 2 → (M,).
+
+    All modalities in one cosine call: the head's cost on GPU is kernel launches,
+    and one batched call launches half the kernels of one call per modality.
+    """
+    cosine = F.cosine_similarity(outputs.float(), targets.float(), dim=-1, eps=1e-8)
+    return (1.0 - cosine).mean(dim=-1)
+
+
 def refiner_terms(outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor], weights) -> Dict[str, torch.Tensor]:
-    """γ_i · mean_batch(1 − cos(R_i, H_i(F_i))) for each modality, each of shape (1,)."""
-    terms = {}
-    for modality, output in outputs.items():
-        if modality not in targets:
-            raise KeyError(f"refiner output '{modality}' has no target; targets: {sorted(targets)}")
-        cosine = F.cosine_similarity(output.float(), targets[modality].float(), dim=-1, eps=1e-8)
-        terms[modality] = (float(weights[modality]) * (1.0 - cosine).mean()).view(1)
-    return terms
+    """γ_i · mean_batch(1 − cos(R_i, H_i(F_i))) for each modality, each of shape (1,).
+
+    ``outputs``/``targets``: dicts keyed by modality (or (M, B, D) tensors with
+    ``weights`` keyed by the same M modalities, in order).
+    """
+    modalities = list(weights) if isinstance(outputs, torch.Tensor) else list(outputs)
+    if not isinstance(outputs, torch.Tensor):
+        missing = [m for m in modalities if m not in targets]
+        if missing:
+            raise KeyError(f"refiner output(s) {missing} have no target; targets: {sorted(targets)}")
+        outputs = torch.stack([outputs[m] for m in modalities])
+        targets = torch.stack([targets[m] for m in modalities])
+    per_modality = refiner_losses(outputs, targets).unbind(0)
+    return {m: (float(weights[m]) * term).view(1) for m, term in zip(modalities, per_modality)}
 
 
 def pml_scales(alpha: float, beta: float) -> Dict[str, float]:
@@ -72,6 +88,7 @@ def mine_hard_pairs(similarity: torch.Tensor, positive: torch.Tensor, negative: 
     S_an + ε > min_p S_ap, per anchor. Works for multilabel masks too, which
     pml's miner (labels only) cannot take.
     """
+    similarity = similarity.detach()  # selection only: no gradient, no autograd bookkeeping
     low, high = torch.finfo(similarity.dtype).min, torch.finfo(similarity.dtype).max
     hardest_negative = similarity.masked_fill(~negative, low).amax(dim=1, keepdim=True)
     hardest_positive = similarity.masked_fill(~positive, high).amin(dim=1, keepdim=True)
@@ -185,7 +202,8 @@ def _register():
 
     @registry.register_loss("refnet_ms")
     class MultiSimilarityLoss(torch.nn.Module):
-        """ζ · MS loss on ``model_output['fused_embedding']`` with ``sample_list.targets``."""
+        """ζ · MS loss on ``model_output['fused_embedding']`` with ``sample_list.targets``;
+        only rows with ``sample_list.labeled`` True are anchors or pairs (all rows when absent)."""
 
         def __init__(self, weight=1.0, **params):
             super().__init__()
@@ -193,7 +211,8 @@ def _register():
             self.criterion = MultiSimilarity(**params)
 
         def forward(self, sample_list, model_output):
-            return (self.weight * self.criterion(model_output["fused_embedding"], sample_list.targets)).view(1)
+            embeddings, labeled = model_output["fused_embedding"], sample_list.get("labeled")
+            return (self.weight * self.criterion(embeddings, sample_list.targets, labeled)).view(1)
 
     for inner in LABELED_LOSSES:
         registry.register_loss(f"labeled_{inner}")(_labeled_loss_class(inner))
@@ -201,6 +220,33 @@ def _register():
 
 
 LABELED_LOSSES = ("cross_entropy", "logit_bce")
+# Registered losses that never read an unlabeled row's placeholder target (data.label_fraction checks models against it)
+LABEL_AWARE_LOSSES = ("refiner", "refnet_ms") + tuple(f"labeled_{inner}" for inner in LABELED_LOSSES)
+
+
+def zero_loss(like: torch.Tensor) -> torch.Tensor:
+    """0 of shape (1,) that keeps ``like``'s graph (a loss with no rows to see: never NaN, backward still works)."""
+    return (like.sum() * 0).view(1)
+
+
+def labeled_subset(sample_list, scores: torch.Tensor, labeled: torch.Tensor):
+    """(sample list, model output) restricted to the rows with ``labeled`` True, or None when there are none.
+
+    The subset keeps ``targets``, ``dataset_name`` and ``dataset_type`` (what MMF's
+    losses and their report keys read). ``nonzero`` syncs with the device: this
+    runs only for batches that carry ``labeled`` (label_fraction < 1).
+    """
+    from mmf.common.sample import SampleList
+
+    rows = labeled.to(torch.bool).view(-1).nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return None
+    subset = SampleList()
+    subset.targets = sample_list.targets.index_select(0, rows)
+    for key in ("dataset_name", "dataset_type"):
+        if key in sample_list:
+            subset[key] = sample_list[key]
+    return subset, {"scores": scores.index_select(0, rows)}
 
 
 def _labeled_loss_class(inner: str):
@@ -219,18 +265,11 @@ def _labeled_loss_class(inner: str):
             self.loss = registry.get_loss_class(inner)(**params)
 
         def forward(self, sample_list, model_output):
-            from mmf.common.sample import SampleList
-
             labeled = sample_list.get("labeled")
             if labeled is None:
                 return self.loss(sample_list, model_output)
-            rows = labeled.to(torch.bool).view(-1).nonzero().squeeze(1)
-            scores = model_output["scores"]
-            if rows.numel() == 0:
-                return (scores.sum() * 0).view(1)
-            subset = SampleList()
-            subset.targets = sample_list.targets.index_select(0, rows)
-            return self.loss(subset, {"scores": scores.index_select(0, rows)})
+            subset = labeled_subset(sample_list, model_output["scores"], labeled)
+            return zero_loss(model_output["scores"]) if subset is None else self.loss(*subset)
 
     LabeledLoss.__name__ = LabeledLoss.__qualname__ = f"Labeled_{inner}"
     return LabeledLoss

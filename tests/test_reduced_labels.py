@@ -153,3 +153,37 @@ def test_stock_model_with_plain_loss_and_few_labels_is_refused(tmp_path):
     runner.run_cli("mmf_run", ok, root, str(tmp_path / "ok"))
     with open(tmp_path / "ok" / "train.log") as handle:
         assert "train/hateful_memes/labeled_cross_entropy" in handle.read()
+
+
+def test_registered_ms_loss_uses_labeled_rows_only():
+    """A stock model listing ``refnet_ms`` under label_fraction: anchors and pairs from labeled rows only."""
+    from mmf.common.registry import registry
+    from mmf.common.sample import SampleList
+
+    torch.manual_seed(0)
+    embeddings = torch.randn(8, 5, requires_grad=True)
+    targets = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
+    labeled = torch.tensor([1, 1, 0, 1, 0, 1, 1, 0], dtype=torch.bool)
+    loss = registry.get_loss_class("refnet_ms")(weight=0.5)
+    batch = SampleList({"targets": targets, "labeled": labeled})
+    masked = loss(batch, {"fused_embedding": embeddings})
+    expected = 0.5 * MultiSimilarity()(embeddings[labeled], targets[labeled])
+    assert masked.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert masked.item() != pytest.approx(loss(SampleList({"targets": targets}), {"fused_embedding": embeddings}).item())
+    masked.backward()
+    assert embeddings.grad[~labeled].abs().sum() == 0 and embeddings.grad[labeled].abs().sum() > 0
+
+
+def test_label_check_accepts_label_aware_losses_and_names_the_plain_ones():
+    from omegaconf import OmegaConf
+
+    from mmf_refnet.data.label_fraction import check_model_masks_unlabeled
+
+    def config(losses):
+        return OmegaConf.create({"model": "vilbert", "model_config": {"vilbert": {"losses": losses}}})
+
+    check_model_masks_unlabeled(config(["labeled_cross_entropy", {"type": "refnet_ms"}, "refiner"]), "hateful_memes", 5)
+    refnet = OmegaConf.create({"model": "refnet_ms", "model_config": {"refnet_ms": {"losses": ["cross_entropy"]}}})
+    check_model_masks_unlabeled(refnet, "hateful_memes", 5)  # masks by itself
+    with pytest.raises(ValueError, match=r"losses \['logit_bce'\]"):
+        check_model_masks_unlabeled(config(["refnet_ms", "logit_bce"]), "mmimdb", 3)

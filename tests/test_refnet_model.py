@@ -65,6 +65,57 @@ def test_every_trainable_parameter_is_in_the_optimizer(refnet_ms):
     missing = [name for name, p in model.named_parameters() if p.requires_grad and id(p) not in in_optimizer]
     assert not missing
     assert len(in_optimizer) == len([p for p in model.parameters() if p.requires_grad])
+    # one group per setting: backbone and head share lr here, so decay / no decay; the head's
+    # 1-d tensors (biases, fusion LayerNorm) never decay (the backbone keeps rc10's rule by name)
+    assert len(optimizer.param_groups) == 2 == sum(len(group["params"]) > 0 for group in optimizer.param_groups)
+    head = {id(p) for name, p in model.named_parameters() if not name.startswith("model.bert.")}
+    for group in optimizer.param_groups:
+        assert all((p.dim() <= 1) == (group["weight_decay"] == 0.0) for p in group["params"] if id(p) in head)
+    assert any(p is model.model.fusion_norm.weight for p in optimizer.param_groups[1]["params"])
+
+
+def test_backbone_lr_multiplier_gives_its_own_groups(tmp_path):
+    from mmf.utils.build import build_optimizer
+
+    config = inprocess.configuration(tmp_path, "refnet_ms", opts=["model_config.refnet_ms.finetune_lr_multiplier=0.1"])
+    model = inprocess.build(config, "refnet_ms")
+    groups = build_optimizer(model, config).param_groups
+    lr = config.optimizer.params.lr
+    settings = sorted((round(group["lr"] / lr, 6), group["weight_decay"]) for group in groups)
+    assert settings == [(0.1, 0.0), (0.1, 0.01), (1.0, 0.0), (1.0, 0.01)]
+    head = {id(p) for part in (model.model.fusion, model.model.classifier, model.model.refiner) for p in part.parameters()}
+    assert all(group["lr"] == lr for group in groups for p in group["params"] if id(p) in head)
+
+
+SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "item")
+
+
+def test_training_forward_and_backward_never_wait_for_the_device(refnet_ms):
+    """No op whose result size or value the host must read (a GPU sync) in refnet_ms's step, all rows labeled."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    _, model = refnet_ms
+    sample_list = inprocess.batch(size=8)
+    recorder = Record()
+    with recorder:
+        output = model(sample_list)
+        sum(loss.sum() for loss in output["losses"].values()).backward()
+    model.zero_grad(set_to_none=True)
+    assert "mm" in recorder.names and "logsumexp" in recorder.names  # the dispatch mode saw the step
+    assert [name for name in recorder.names if name in SYNCING_OPS] == []
+    sample_list.labeled = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0], dtype=torch.bool)
+    with recorder:
+        model(sample_list)
+    assert "nonzero" in recorder.names  # the check would see a sync: label_fraction batches select rows
 
 
 def test_checkpoint_round_trip_restores_decoders(refnet_ms, tmp_path):

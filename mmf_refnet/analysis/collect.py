@@ -95,9 +95,9 @@ def collect_from_model(config, model, split: str = "val", max_samples: Optional[
             refined, targets = model.model.refiner(encoded["fused"], {m: encoded[m] for m in MODALITIES})
             take = min(len(encoded["fused"]), total - seen)
             _append(parts, "fused", encoded["fused"][:take])
-            for modality in MODALITIES:
-                _append(parts, f"refined_{modality}", refined[modality][:take])
-                _append(parts, f"target_{modality}", targets[modality][:take])
+            for index, modality in enumerate(model.model.refiner.modalities):
+                _append(parts, f"refined_{modality}", refined[index][:take])
+                _append(parts, f"target_{modality}", targets[index][:take])
             if "targets" in batch:
                 _append(parts, "labels", batch.targets[:take])
             seen += take

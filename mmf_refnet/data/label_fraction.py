@@ -26,6 +26,8 @@ from mmf.datasets.builders.mmimdb.dataset import MMIMDbDataset
 from mmf.datasets.builders.visual_entailment.builder import VisualEntailmentBuilder
 from mmf.datasets.builders.visual_entailment.dataset import VisualEntailmentDataset
 
+from mmf_refnet.losses import LABEL_AWARE_LOSSES
+
 
 def select_labeled(labels: Sequence[Optional[object]], fraction: float, seed: int, stratify: bool = True) -> List[bool]:
     """Which rows keep their label: a seeded ``fraction`` of the rows that have one.
@@ -56,7 +58,8 @@ def check_model_masks_unlabeled(config, dataset_name: str, unlabeled: int) -> No
     """Refuse a model whose losses would read unlabeled rows' placeholder targets as labels.
 
     refnet/refnet_ms mask by themselves (``masks_unlabeled``); any other model must
-    use label-aware losses (``labeled_cross_entropy``, ``labeled_logit_bce``).
+    use label-aware losses only (``losses.LABEL_AWARE_LOSSES``: ``labeled_cross_entropy``,
+    ``labeled_logit_bce``, ``refnet_ms``, ``refiner``).
     """
     model = config.get("model") if config is not None else None
     model_class = registry.get_model_class(model) if model else None
@@ -64,13 +67,14 @@ def check_model_masks_unlabeled(config, dataset_name: str, unlabeled: int) -> No
         return
     losses = config.get("model_config", {}).get(model, {}).get("losses") or []
     names = [loss if isinstance(loss, str) else loss.get("type") for loss in losses]
-    plain = [name for name in names if not str(name).startswith("labeled_")]
+    plain = [name for name in names if name not in LABEL_AWARE_LOSSES]
     if plain:
         raise ValueError(
             f"dataset_config.{dataset_name}: {unlabeled} training rows have no label (label_fraction < 1 or rows "
             f"without a label), but model '{model}' trains with losses {plain}, which would read their placeholder "
             f"targets as labels. Use model_config.{model}.losses: [labeled_cross_entropy] (or labeled_logit_bce; "
-            f"mmf-refnet's labeled-only versions), or the refnet/refnet_ms models.")
+            f"mmf-refnet's labeled-only versions; refnet_ms and refiner are label-aware too), or the refnet/refnet_ms "
+            f"models.")
 
 
 class LabelFractionMixin:

@@ -13,14 +13,13 @@ from typing import Dict
 
 import torch
 from mmf.common.registry import registry
-from mmf.common.sample import SampleList
 from mmf.models.vilbert import ViLBERT, ViLBERTBase
 from mmf.utils.modeling import get_bert_configured_parameters
 from omegaconf import OmegaConf
 from torch import nn
 from transformers.models.bert.configuration_bert import BertConfig
 
-from mmf_refnet.losses import MultiSimilarity, refiner_terms
+from mmf_refnet.losses import MultiSimilarity, labeled_subset, refiner_terms, zero_loss
 from mmf_refnet.modules import vilbert_inputs
 from mmf_refnet.modules.refiner import Refiner
 
@@ -59,6 +58,15 @@ def _quietly(function, *args, **kwargs):
         return function(*args, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def merge_equal_groups(groups):
+    """One optimizer group per distinct setting (lr, weight decay, ...), in first-seen order; empty ones dropped."""
+    merged = {}
+    for group in groups:
+        settings = tuple(sorted((key, value) for key, value in group.items() if key != "params"))
+        merged.setdefault(settings, {**group, "params": []})["params"].extend(group["params"])
+    return [group for group in merged.values() if group["params"]]
 
 
 class ClassifierHead(nn.Sequential):
@@ -103,7 +111,8 @@ class ReFNet(ViLBERT):
             dropout=float(refiner.dropout),
             detach_targets=bool(refiner.detach_targets),
         )
-        self.refiner_weights = {modality: float(refiner.weights[modality]) for modality in MODALITIES}
+        # γ_i in the refiner's modality order (its outputs come stacked in that order)
+        self.refiner_weights = {modality: float(refiner.weights[modality]) for modality in self.model.refiner.modalities}
         ms = config.ms_loss
         self.ms_weight = float(ms.weight)
         self.ms_loss = None
@@ -123,16 +132,20 @@ class ReFNet(ViLBERT):
         return self.config.get("model", "refnet") or "refnet"
 
     def get_optimizer_parameters(self, config):
-        """Every trainable part: backbone at lr × finetune_lr_multiplier, the rest at lr.
+        """Every trainable part: backbone at lr × finetune_lr_multiplier, the ReFNet head at lr.
 
         rc10's ViLBERT returns only ``bert`` and ``classifier``, which would leave
-        the fusion layer and the refiner silently untrained.
+        the fusion layer and the refiner silently untrained. Groups with equal
+        settings are merged (the head is 2 groups, 1-d tensors without weight
+        decay): fused AdamW launches its kernels once per group.
         """
         lr = config.optimizer.params.lr
         groups = get_bert_configured_parameters(self.model.bert, lr * float(self.config.finetune_lr_multiplier))
-        for part in (self.model.fusion_norm, self.model.fusion, self.model.classifier, self.model.refiner):
-            groups += get_bert_configured_parameters(part, lr)
-        return [group for group in groups if group["params"]]
+        head = [p for part in (self.model.fusion_norm, self.model.fusion, self.model.classifier, self.model.refiner)
+                for p in part.parameters()]
+        groups += [{"params": [p for p in head if p.dim() > 1], "weight_decay": 0.01, "lr": lr},
+                   {"params": [p for p in head if p.dim() <= 1], "weight_decay": 0.0, "lr": lr}]
+        return merge_equal_groups(groups)
 
     def encode(self, sample_list) -> Dict[str, torch.Tensor]:
         """Backbone + fusion: the pre-fusion features and the fused embedding."""
@@ -184,12 +197,8 @@ class ReFNet(ViLBERT):
         """MMF's configured losses (cross_entropy, logit_bce, ...), on the labeled rows if masked."""
         if labeled is None:
             return self.losses(sample_list, output)
-        rows = labeled.nonzero().squeeze(1)
-        if rows.numel() == 0:
-            zero = (output["scores"].sum() * 0).view(1)
+        subset = labeled_subset(sample_list, output["scores"], labeled)
+        if subset is None:
             prefix = f"{sample_list.dataset_type}/{sample_list.dataset_name}"
-            return {f"{prefix}/{loss.name}": zero for loss in self.losses.losses}
-        subset = SampleList()
-        subset.targets = sample_list.targets.index_select(0, rows)
-        subset.dataset_name, subset.dataset_type = sample_list.dataset_name, sample_list.dataset_type
-        return self.losses(subset, {"scores": output["scores"].index_select(0, rows)})
+            return {f"{prefix}/{loss.name}": zero_loss(output["scores"]) for loss in self.losses.losses}
+        return self.losses(*subset)

@@ -62,11 +62,16 @@ class Refiner(nn.Module):
                 self.target_maps[modality] = FixedRandomProjection(feature_dim, out_dim, seed + index)
             self.decoders[modality] = Decoder(fused_dim, hidden_dim, out_dim, dropout)
 
+    @property
+    def modalities(self):
+        return list(self.decoders)
+
     def forward(self, fused: torch.Tensor, features: Dict[str, torch.Tensor]):
-        """Returns (R_i, H_i(F_i)) dicts keyed by modality."""
-        outputs, targets = {}, {}
+        """(R, H(F)): the decoded and target features of every modality, stacked
+        as (M, B, D) in the order of ``modalities`` (one batched loss; see losses.refiner_losses)."""
+        outputs, targets = [], []
         for modality, decoder in self.decoders.items():
             feature = features[modality].detach() if self.detach_targets else features[modality]
-            outputs[modality] = decoder(fused)
-            targets[modality] = self.target_maps[modality](feature)
-        return outputs, targets
+            outputs.append(decoder(fused))
+            targets.append(self.target_maps[modality](feature))
+        return torch.stack(outputs), torch.stack(targets)
