@@ -16,7 +16,8 @@ Two step recipes, each the code path it names:
             default AdamW implementation: foreach on CUDA, a loop on CPU),
             ``zero_grad → backward → step``.
 ``refnet``  ``refnet_trainer``'s step with its defaults, using its functions:
-            autocast per ``--amp`` (auto: bf16 on CUDA, fp32 on CPU), TF32 on
+            autocast per ``--amp`` (default: the trainer's default, ``off``;
+            ``auto`` = bf16 on CUDA and on CPUs with native bf16), TF32 on
             CUDA, fused AdamW, anomaly detection off, device-side input
             preparation, the finite-loss check; optionally ``torch.compile``.
 """
@@ -66,9 +67,16 @@ _BASE = {  # ViLBERT-base (the defaults of both model configs, spelled out)
     "v_biattention_id": [0, 1, 2, 3, 4, 5], "t_biattention_id": [6, 7, 8, 9, 10, 11],
     "vocab_size": 30522, "v_feature_size": 2048,
 }
+_DEMO = {  # the demo configs' model (projects/refnet/configs/demo/): MiniLM-sized text stream, small visual stream
+    "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536,
+    "v_hidden_size": 256, "v_num_hidden_layers": 2, "v_num_attention_heads": 4, "v_intermediate_size": 512,
+    "bi_hidden_size": 256, "bi_num_attention_heads": 4, "bi_intermediate_size": 512,
+    "v_biattention_id": [0, 1], "t_biattention_id": [4, 5], "vocab_size": 30522, "v_feature_size": 1280,
+}
 # backbone, refnet head, text length, regions, default batch
 SIZES = {
     "tiny": (_TINY, {"fused_dim": 16, "classifier": {"hidden_dim": 16}, "refiner": {"hidden_dim": 32}}, 16, 10, 32),
+    "demo": (_DEMO, {}, 12, 50, 32),  # text length and regions of emoji_memes
     "small": (_SMALL, {}, 32, 36, 16),
     "base": (_BASE, {}, 128, 100, 32),
 }
@@ -80,10 +88,11 @@ PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200",
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cuda", "cpu"))
     parser.add_argument("--size", default=None, choices=tuple(SIZES), help="default: base on cuda, tiny on cpu")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the size's (tiny 32, small 16, base 32)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the size's (tiny 32, demo 32, small 16, base 32)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per condition (default 20 cpu / 30 cuda)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compile needs >= 2)")
-    parser.add_argument("--amp", default="auto", help="refnet_trainer's training.amp for the refnet recipe")
+    parser.add_argument("--amp", default=refnet_trainer.DEFAULTS["amp"],
+                        help="training.amp for the refnet recipe (default: the trainer's, off; the demo uses auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the results to this JSON file")
 
@@ -240,7 +249,7 @@ def make_optimizer(recipe: str, model, config, device: str):
     return optimizer
 
 
-def make_step(recipe: str, model, optimizer, device: str, amp: str = "auto"):
+def make_step(recipe: str, model, optimizer, device: str, amp: str = refnet_trainer.DEFAULTS["amp"]):
     """One training step (forward + backward + optimizer) as the recipe's trainer does it."""
     if recipe == "rc10":
         def rc10_step(batch):
@@ -304,6 +313,26 @@ def count_flops(model, batch, device: str) -> float:
     model.zero_grad(set_to_none=True)
     synchronize(device)
     return float(counter.get_total_flops())
+
+
+def count_dispatched_ops(step, batch) -> int:
+    """ATen ops one step dispatches (forward, backward, optimizer; views included).
+
+    On a GPU that waits for the host (ViLBERT-base at batch 32 on an H100) each
+    op is a launch or at least dispatcher time, so this is the GPU-free proxy for
+    what a head costs there."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counter.count += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        step(batch)
+    return Counter.count
 
 
 def _status_kib(field: str):
@@ -388,6 +417,10 @@ class Condition:
 
     def flops(self) -> float:
         return count_flops(self.model, self.batch, self.device)
+
+    def dispatched_ops(self) -> int:
+        with recipe_settings(self.recipe, self.device):
+            return count_dispatched_ops(self.step, self.batch)
 
     def result(self) -> dict:
         times = self.times

@@ -1,11 +1,12 @@
 """Training-step time of ``vilbert`` and ``refnet_ms``: rc10's stock step vs refnet_trainer's.
 
     python benchmarks/train_step.py                      # CPU: --size tiny
-    python benchmarks/train_step.py --device cuda --size base --compile --json step.json
+    python benchmarks/train_step.py --size demo --amp auto   # CPU: the demo's model and setting
+    python benchmarks/train_step.py --device cuda --size base --compile reduce-overhead --json step.json
 
 For each model and recipe (see benchmarks/_common.py: ``rc10`` = fp32 + anomaly
 detection + numpy input prep + default AdamW; ``refnet`` = the trainer's
-defaults: bf16 autocast on CUDA, TF32, fused AdamW, anomaly off, device-side
+defaults: fp32 with TF32 (``--amp`` to change), fused AdamW, anomaly off, device-side
 prep; ``refnet+compile`` with --compile) a model is built and warmed up (peak
 memory rise measured then; the first step's time is shown, which for compile
 is the compile time), then all conditions are timed one step each in turn

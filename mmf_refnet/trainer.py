@@ -7,13 +7,16 @@ backward/optimizer step and the setup around them are overridden.
 
 Keys under ``training:`` (a key missing from the config takes the default here):
 
-``amp`` (``auto``)
+``amp`` (``off``)
     Mixed precision for forward passes (training and evaluation): ``bf16`` or
     ``fp16`` autocast, ``off`` (fp32), or ``auto`` = bf16 on a CUDA device that
     supports it or on an x86 CPU with native bf16 instructions (``avx512_bf16``
     or ``amx_bf16`` in /proc/cpuinfo), else off: without them bf16 autocast on a
-    CPU is slower than fp32. Measured on a 2-core AVX512-BF16 EPYC, demo model:
-    0.33 s/step bf16 vs 0.55 s/step fp32, losses equal to 3 decimals. ``fp16``
+    CPU is slower than fp32. Off by default because on an H100 the host-bound
+    ViLBERT-base step at batch 32 was slower with autocast (144 ms) than with
+    TF32 (104 ms); the demo configs use ``auto``. Measured on a 2-core
+    AVX512-BF16 EPYC, demo model: 0.33 s/step bf16 vs 0.55 s/step fp32, losses
+    equal to 3 decimals. ``fp16``
     adds a ``torch.amp.GradScaler`` whose state is saved in every checkpoint.
     YAML reads a bare ``off`` as ``false``; both mean fp32.
 ``tf32`` (``true``)
@@ -57,7 +60,7 @@ from mmf.utils.general import clip_gradients, get_optimizer_parameters
 from omegaconf import OmegaConf
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-DEFAULTS = {"amp": "auto", "tf32": True, "fused_optimizer": True, "compile": False, "update_frequency": 1}
+DEFAULTS = {"amp": "off", "tf32": True, "fused_optimizer": True, "compile": False, "update_frequency": 1}
 FUSABLE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 SCALER_KEY = "grad_scaler"  # where the GradScaler state lives inside the optimizer's state_dict
 
