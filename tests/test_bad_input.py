@@ -74,3 +74,15 @@ def test_hub_model_name_is_refused_offline(hm, tmp_path):
                             "model_config.refnet.bert_model_name=bert-base-uncased", check=False)
     assert result.returncode != 0
     assert "model_config.refnet.bert_model_name is 'bert-base-uncased', which is not a local directory" in result.stderr
+
+
+def test_minilm_asset_directory_can_be_overridden_and_a_bad_one_is_named(tmp_path, monkeypatch):
+    from mmf_refnet.assets import MissingAsset, asset_path
+
+    packaged = asset_path("bert_uncased_tokenizer")
+    assert os.path.isfile(os.path.join(packaged, "vocab.txt"))
+    monkeypatch.setenv("REFNET_MINILM_DIR", str(tmp_path))
+    assert asset_path("minilm") == str(tmp_path)
+    monkeypatch.setenv("REFNET_MINILM_DIR", str(tmp_path / "absent"))
+    with pytest.raises(MissingAsset, match=r"absent \(from \$REFNET_MINILM_DIR\), which is not a directory"):
+        asset_path("bert_uncased_tokenizer")

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 7 (speed goals) and issue 2 (CUDA end-to-end) checks in ONE device run.
+# Prepare here with `bash benchmarks/gpu/kit.sh`, then call the device tool with
+#   command="bash benchmarks/gpu/check.sh", carry=[".whl"], timeout_s=560
+# Installs .whl into the image's Python (the machine is fresh and given back after), then
+# each step under its own time limit so that one hang cannot eat the rest; logs and JSON
+# land in $OUT (device tool) or save/gpu.
+# PY (default python3) and INSTALL=0 (skip the install) are for trying the script elsewhere.
+set -uo pipefail
+shopt -s nullglob
+OUT=${OUT:-save/gpu}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 REFNET_MINILM_DIR=$PWD/.whl/minilm-tokenizer
+py=${PY:-python3}
+{
+  nvidia-smi -L
+  if [ "${INSTALL:-1}" = 1 ]; then
+    $py -m pip install -q --no-index --no-deps --no-cache-dir --no-build-isolation .whl/*.whl .whl/*.tar.gz 2>&1 | tail -3
+  fi
+  $py -c "import torch, transformers, mmf, mmf_refnet; print('torch', torch.__version__, 'transformers',
+transformers.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+} 2>&1 | tee "$OUT/setup.log"
+step() {  # name, seconds, command...
+  local name=$1 limit=$2; shift 2
+  echo "== $name (limit ${limit}s)"
+  local start=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  echo "rc=$? after $((SECONDS - start)) s"
+  grep -v '^\.\.\.' "$OUT/$name.log" | tail -n 14
+}
+step train_step 230 $py benchmarks/train_step.py --device cuda --size base --compile reduce-overhead --json "$OUT/step.json"
+step overhead 100 $py benchmarks/overhead.py --device cuda --size base --steps 60 --json "$OUT/overhead.json"
+step e2e 150 env REFNET_TEST_DEVICE=cuda $py -m pytest -q -x -p no:cacheprovider tests/test_mmf_end_to_end.py -k "not two_process"
