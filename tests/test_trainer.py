@@ -14,6 +14,7 @@ import sys
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -266,6 +267,29 @@ def test_compiled_model_checkpoints_plain_state_dict_keys(tmp_path):
     plain = inprocess.build(trainer.config, "refnet")
     assert keys == set(plain.state_dict()) and not any("_orig_mod" in key for key in keys)
     plain.load_state_dict(torch.load(tmp_path / "save" / "current.ckpt", map_location="cpu")["model"], strict=True)
+
+
+def test_compiled_graphs_take_no_host_box_arrays(tmp_path):
+    """CUDA graphs (compile mode reduce-overhead) capture only graphs whose inputs live on the device:
+    rc10's per-sample numpy boxes must become one tensor outside the compiled graph."""
+    config = inprocess.configuration(tmp_path, "refnet_ms")
+    model = inprocess.build(config, "refnet_ms").eval()
+    graphs = []
+
+    def record(graph_module, example_inputs):
+        graphs.append(graph_module.code)
+        return graph_module.forward
+
+    batch = inprocess.batch(size=6)
+    assert isinstance(batch.image_info_0["bbox"][0], np.ndarray)  # rc10's layout: one array per sample
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend=record)  # tracing only, no code generation
+    with torch.no_grad():
+        expected, got = model(batch)["scores"], compiled(batch)["scores"]
+    torch._dynamo.reset()
+    assert torch.allclose(expected, got, atol=1e-6)
+    assert any("linear" in code for code in graphs)  # backbone and head were captured
+    assert not any("as_tensor" in code for code in graphs)  # the boxes were converted before the graph
 
 
 COMPILED_STEP = """

@@ -54,6 +54,9 @@ def _field(obj, key, default=None):
     return getattr(obj, key, default)
 
 
+# Host-side work (rc10's per-sample box arrays → one tensor) stays out of torch.compile's graph:
+# a graph with host inputs is not captured as a CUDA graph (compile mode reduce-overhead).
+@torch.compiler.disable
 def image_inputs(container, device, with_cls_prob: bool = False) -> dict:
     """Image features, locations, mask (and optionally ``cls_prob``) of one image slot."""
     info = _field(container, "image_info_0", {})
