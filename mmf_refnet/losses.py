@@ -64,21 +64,19 @@ def pair_masks(targets: torch.Tensor, multilabel_rule: str = "shares_label"):
     ``same_labels`` makes it positive only for identical label sets (pairs that
     overlap partially are then neither).
     """
-    size = targets.size(0)
-    eye = torch.eye(size, dtype=torch.bool, device=targets.device)
     if targets.dim() == 1:
         same = targets.unsqueeze(0) == targets.unsqueeze(1)
-        return same & ~eye, ~same
+        negative = ~same
+        return same.fill_diagonal_(False), negative
     if multilabel_rule not in MULTILABEL_RULES:
         raise ValueError(f"multilabel_rule must be one of {MULTILABEL_RULES}, got {multilabel_rule!r}")
     labels = (targets > 0.5).float()
-    overlap = labels @ labels.t()
-    negative = overlap < 0.5
+    negative = (labels @ labels.t()) < 0.5  # no shared label (a sample without labels shares none, not even with itself)
     if multilabel_rule == "shares_label":
         positive = ~negative
     else:
         positive = (labels.unsqueeze(0) == labels.unsqueeze(1)).all(-1)
-    return positive & ~eye, negative & ~eye
+    return positive.fill_diagonal_(False), negative.fill_diagonal_(False)
 
 
 def mine_hard_pairs(similarity: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, epsilon: float):
@@ -90,8 +88,8 @@ def mine_hard_pairs(similarity: torch.Tensor, positive: torch.Tensor, negative: 
     """
     similarity = similarity.detach()  # selection only: no gradient, no autograd bookkeeping
     low, high = torch.finfo(similarity.dtype).min, torch.finfo(similarity.dtype).max
-    hardest_negative = similarity.masked_fill(~negative, low).amax(dim=1, keepdim=True)
-    hardest_positive = similarity.masked_fill(~positive, high).amin(dim=1, keepdim=True)
+    hardest_negative = torch.where(negative, similarity, low).amax(dim=1, keepdim=True)
+    hardest_positive = torch.where(positive, similarity, high).amin(dim=1, keepdim=True)
     return positive & (similarity - epsilon < hardest_negative), negative & (similarity + epsilon > hardest_positive)
 
 

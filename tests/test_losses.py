@@ -137,3 +137,13 @@ def test_unlabeled_anchors_are_excluded_and_normalised():
     assert masked.item() == pytest.approx(only_labeled.item(), rel=1e-6)
     none = MultiSimilarity()(embeddings, labels, torch.zeros(8, dtype=torch.bool))
     assert none.item() == 0.0
+
+
+def test_refiner_needs_one_size_for_every_modality():
+    from mmf_refnet.modules.refiner import Refiner
+
+    with pytest.raises(ValueError, match=r"one size, got \{'text': 768, 'image': 1024\}.*fixed_random"):
+        Refiner(16, {"text": 768, "image": 1024}, hidden_dim=32)
+    refiner = Refiner(16, {"text": 768, "image": 1024}, hidden_dim=32, target_map="fixed_random", refiner_dim=64)
+    outputs, targets = refiner(torch.randn(3, 16), {"text": torch.randn(3, 768), "image": torch.randn(3, 1024)})
+    assert outputs.shape == targets.shape == (2, 3, 64)

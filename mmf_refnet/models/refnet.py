@@ -64,7 +64,7 @@ def merge_equal_groups(groups):
     """One optimizer group per distinct setting (lr, weight decay, ...), in first-seen order; empty ones dropped."""
     merged = {}
     for group in groups:
-        settings = tuple(sorted((key, value) for key, value in group.items() if key != "params"))
+        settings = tuple(sorted((key, repr(value)) for key, value in group.items() if key != "params"))
         merged.setdefault(settings, {**group, "params": []})["params"].extend(group["params"])
     return [group for group in merged.values() if group["params"]]
 

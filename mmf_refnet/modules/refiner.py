@@ -61,6 +61,10 @@ class Refiner(nn.Module):
                 out_dim = int(refiner_dim or feature_dim)
                 self.target_maps[modality] = FixedRandomProjection(feature_dim, out_dim, seed + index)
             self.decoders[modality] = Decoder(fused_dim, hidden_dim, out_dim, dropout)
+        sizes = {modality: decoder[-1].out_features for modality, decoder in self.decoders.items()}
+        if len(set(sizes.values())) > 1:  # the modalities are stacked for one batched loss
+            raise ValueError(f"the refiner decodes every modality to one size, got {sizes}; "
+                             "use refiner.target_map: fixed_random with refiner.dim to project them to one size")
 
     @property
     def modalities(self):
