@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 import transformers
 
 from tests import replicas, runner
@@ -221,3 +222,109 @@ def test_torchvision_stub_fails_loudly_when_used():
 
 def test_replica_tokenizer_is_what_tests_use():
     assert replicas.vocab_size() > len(replicas.SPECIAL_TOKENS)
+
+
+# --- fused_attention --------------------------------------------------------
+
+@pytest.fixture()
+def fused_on_cpu(monkeypatch):
+    """The shim acts on CUDA tensors only (slower on the CPU); these tests run it on the CPU."""
+    from mmf_refnet.compat import fused_attention
+
+    monkeypatch.setattr(fused_attention, "DEVICE_TYPES", {"cuda", "cpu"})
+
+NO_DROPOUT = [f"model_config.refnet_ms.{key}=0" for key in (
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "v_hidden_dropout_prob", "v_attention_probs_dropout_prob",
+    "classifier.dropout", "refiner.dropout")]
+
+
+def _padded_batch():
+    """Text padded after 5 tokens on half the rows, so the additive masks matter."""
+    from tests import inprocess
+
+    batch = inprocess.batch(size=6)
+    batch.input_mask[::2, 5:] = 0
+    return batch
+
+
+def _run(model, batch, fused: bool):
+    from mmf_refnet.compat import fused_attention
+
+    fused_attention.ENABLED = fused
+    try:
+        model.zero_grad(set_to_none=True)
+        output = model(batch)
+        sum(loss.sum() for loss in output["losses"].values()).backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        return output, grads
+    finally:
+        fused_attention.ENABLED = True
+
+
+def test_fused_attention_equals_rc10_attention_in_values_and_gradients(tmp_path, fused_on_cpu):
+    """Every attention kind (text, image, both co-attention directions) through SDPA = rc10's written-out math."""
+    from tests import inprocess
+
+    model = inprocess.build(inprocess.configuration(tmp_path, "refnet_ms", opts=NO_DROPOUT), "refnet_ms").train()
+    batch = _padded_batch()
+    fused, fused_grads = _run(model, batch, True)
+    stock, stock_grads = _run(model, batch, False)
+    assert torch.allclose(fused["scores"], stock["scores"], atol=1e-5)
+    for key, value in stock["losses"].items():
+        assert fused["losses"][key].item() == pytest.approx(value.item(), rel=1e-4, abs=1e-6), key
+    assert any(".attention.self.query." in n for n in stock_grads) and any(".biattention.query1." in n for n in stock_grads)
+    for name, grad in stock_grads.items():
+        assert torch.allclose(fused_grads[name], grad, rtol=1e-4, atol=1e-6), name
+    # the masks matter: padding changes the result, and both paths see it alike
+    unpadded, _ = _run(model, inprocess.batch(size=6), True)
+    assert not torch.allclose(unpadded["scores"], fused["scores"], atol=1e-4)
+
+
+def test_fused_attention_is_a_fused_call_and_defers_for_attention_maps(tmp_path, fused_on_cpu):
+    from mmf.models import vilbert
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from tests import inprocess
+
+    class Names(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    model = inprocess.build(inprocess.configuration(tmp_path, "refnet_ms"), "refnet_ms").eval()
+    batch = _padded_batch()
+    recorder = Names()
+    with recorder:
+        model(batch)
+    sdpa = [name for name in recorder.names if "scaled_dot_product" in name]
+    assert sdpa and "_softmax" not in recorder.names  # every attention went through SDPA
+    attention = next(m for m in model.modules() if isinstance(m, vilbert.BertBiAttention))
+    attention.visualization = True  # rc10's code returns the maps
+    try:
+        _, _, maps = attention(torch.randn(2, 3, attention.query1.in_features), torch.zeros(2, 1, 1, 3),
+                               torch.randn(2, 4, attention.query2.in_features), torch.zeros(2, 1, 1, 4))
+    finally:
+        attention.visualization = False
+    assert maps is not None and tuple(maps["attn1"].shape) == (2, attention.num_attention_heads, 4, 3)
+
+
+
+def test_fused_attention_leaves_cpu_tensors_to_rc10_code(tmp_path):
+    from mmf_refnet.compat import fused_attention
+    from tests import inprocess
+
+    assert fused_attention.DEVICE_TYPES == {"cuda"}
+    model = inprocess.build(inprocess.configuration(tmp_path, "refnet_ms"), "refnet_ms").eval()
+    seen = []
+    real = torch.nn.functional.scaled_dot_product_attention
+    torch.nn.functional.scaled_dot_product_attention = lambda *a, **k: seen.append(1) or real(*a, **k)
+    try:
+        with torch.no_grad():
+            model(_padded_batch())
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = real
+    assert seen == []

@@ -27,6 +27,7 @@ POST_IMPORT = (
     "transformers_post_init",
     "from_pretrained_none",
     "vilbert_device",
+    "fused_attention",
     "anomaly_detection",
     "lmdb_shared_env",
     "distributed_cpu",
