@@ -31,4 +31,5 @@ step() {  # name, seconds, command...
 step train_step 270 $py benchmarks/train_step.py --device cuda --size base --steps 20 --compile reduce-overhead --json "$OUT/step.json"
 step overhead 90 $py benchmarks/overhead.py --device cuda --size base --steps 60 --json "$OUT/overhead.json"
 step ms_loss 30 $py benchmarks/ms_loss.py --device cuda --step-json "$OUT/overhead.json" --json "$OUT/ms_loss.json"
-step e2e 120 env REFNET_TEST_DEVICE=cuda $py -m pytest -q -x -p no:cacheprovider tests/test_mmf_end_to_end.py -k "not two_process"
+step e2e 120 env REFNET_TEST_DEVICE=cuda $py -m pytest -q -x -p no:cacheprovider tests/test_mmf_end_to_end.py -k "not two_process" \
+  tests/test_compat.py::test_fused_attention_equals_rc10_attention_in_values_and_gradients
