@@ -6,6 +6,13 @@ run on CPU (``Torch not compiled with CUDA enabled``), and with
 ``ViLBERT.get_image_and_text_features`` and ``ViLBERT.forward`` are replaced by
 versions that build every input with torch on the batch's device
 (``mmf_refnet.modules.vilbert_inputs``); the model code itself is unchanged.
+
+``ViLBERTBase.forward`` likewise builds its default masks on the CPU: the
+co-attention mask (B × regions × tokens zeros, which no layer reads) every step,
+and the image mask when none is given, then copies them to the GPU. That is a
+blocking host-to-device copy per step, and a CPU op that keeps a compiled
+model's graph from being captured as a CUDA graph. Callers that pass no such
+mask now get one made on the inputs' device.
 """
 
 import torch
@@ -64,8 +71,24 @@ def forward(self, sample_list):
     return output
 
 
+def _masks_on_device(original):
+    def base_forward(self, input_txt, image_feature, image_location, token_type_ids=None, attention_mask=None,
+                     image_attention_mask=None, co_attention_mask=None, *args, **kwargs):
+        if image_attention_mask is None:
+            image_attention_mask = input_txt.new_ones(image_feature.shape[:2])
+        if co_attention_mask is None:
+            co_attention_mask = image_feature.new_zeros(input_txt.size(0), image_feature.size(1), input_txt.size(1))
+        return original(self, input_txt, image_feature, image_location, token_type_ids, attention_mask,
+                        image_attention_mask, co_attention_mask, *args, **kwargs)
+
+    base_forward.__wrapped__ = original
+    return base_forward
+
+
 def apply() -> None:
-    from mmf.models.vilbert import ViLBERT
+    from mmf.models.vilbert import ViLBERT, ViLBERTBase
 
     ViLBERT.get_image_and_text_features = get_image_and_text_features
     ViLBERT.forward = forward
+    if not hasattr(ViLBERTBase.forward, "__wrapped__"):
+        ViLBERTBase.forward = _masks_on_device(ViLBERTBase.forward)
