@@ -12,10 +12,11 @@ Two step recipes, each the code path it names:
 ``rc10``    rc10's ``BaseTrainer`` step on today's torch: fp32 (matmul precision
             'highest'), ``torch.autograd.set_detect_anomaly(True)``, rc10's numpy
             image-location/mask preparation (its code, with ``.cuda()`` written
-            ``.to(device)``), rc10's written-out attention (the
-            ``fused_attention`` shim off), the optimizer ``build_optimizer``
-            makes (torch's default AdamW implementation: foreach on CUDA, a
-            loop on CPU), ``zero_grad → backward → step``.
+            ``.to(device)``), rc10's written-out attention (``fused_attention``
+            off) and its host-built default masks (``vilbert_device.DEVICE_MASKS``
+            off), the optimizer ``build_optimizer`` makes (torch's default AdamW
+            implementation: foreach on CUDA, a loop on CPU),
+            ``zero_grad → backward → step``.
 ``refnet``  ``refnet_trainer``'s step with its defaults, using its functions:
             autocast per ``--amp`` (default: the trainer's default, ``off``;
             ``auto`` = bf16 on CUDA and on CPUs with native bf16), TF32 on
@@ -44,7 +45,7 @@ if REPO not in sys.path:
 
 import mmf_refnet  # noqa: E402,F401  (shims + registration)
 from mmf_refnet import trainer as refnet_trainer  # noqa: E402
-from mmf_refnet.compat import fused_attention  # noqa: E402
+from mmf_refnet.compat import fused_attention, vilbert_device  # noqa: E402
 from mmf_refnet.modules import vilbert_inputs  # noqa: E402
 
 MODELS = ("vilbert", "refnet_ms")
@@ -219,11 +220,11 @@ def rc10_settings():
     torch.set_float32_matmul_precision("highest")
     torch.autograd.set_detect_anomaly(True)
     vilbert_inputs.image_inputs = rc10_image_inputs
-    fused_attention.ENABLED = False
+    fused_attention.ENABLED = vilbert_device.DEVICE_MASKS = False
     try:
         yield
     finally:
-        fused_attention.ENABLED = True
+        fused_attention.ENABLED = vilbert_device.DEVICE_MASKS = True
         vilbert_inputs.image_inputs = prepare
         torch.autograd.set_detect_anomaly(False)
         torch.set_float32_matmul_precision(precision)

@@ -12,12 +12,15 @@ co-attention mask (B × regions × tokens zeros, which no layer reads) every ste
 and the image mask when none is given, then copies them to the GPU. That is a
 blocking host-to-device copy per step, and a CPU op that keeps a compiled
 model's graph from being captured as a CUDA graph. Callers that pass no such
-mask now get one made on the inputs' device.
+mask now get one made on the inputs' device (``DEVICE_MASKS``, read at call
+time; benchmarks turn it off to time rc10's stock step).
 """
 
 import torch
 
 from mmf_refnet.modules import vilbert_inputs
+
+DEVICE_MASKS = True
 
 
 def _batch_device(sample_list) -> torch.device:
@@ -74,9 +77,9 @@ def forward(self, sample_list):
 def _masks_on_device(original):
     def base_forward(self, input_txt, image_feature, image_location, token_type_ids=None, attention_mask=None,
                      image_attention_mask=None, co_attention_mask=None, *args, **kwargs):
-        if image_attention_mask is None:
+        if DEVICE_MASKS and image_attention_mask is None:
             image_attention_mask = input_txt.new_ones(image_feature.shape[:2])
-        if co_attention_mask is None:
+        if DEVICE_MASKS and co_attention_mask is None:
             co_attention_mask = image_feature.new_zeros(input_txt.size(0), image_feature.size(1), input_txt.size(1))
         return original(self, input_txt, image_feature, image_location, token_type_ids, attention_mask,
                         image_attention_mask, co_attention_mask, *args, **kwargs)
