@@ -52,6 +52,15 @@ SNIPPETS = {
         else:
             raise AssertionError("no error for an unknown model")
     """, "no error for an unknown model"),
+    "seed_zero": ("""
+        import torch
+        from mmf_cli import run
+        draws = []
+        for _ in range(2):
+            assert run.set_seed(0) == 0
+            draws.append(torch.rand(3))
+        assert torch.equal(*draws), "training.seed=0 did not seed"
+    """, "training.seed=0 did not seed"),
     "logger_isatty": ("""
         from mmf.utils.logger import StreamToLogger
         assert StreamToLogger(logging.getLogger("x")).isatty() is False

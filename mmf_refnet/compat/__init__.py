@@ -29,6 +29,7 @@ POST_IMPORT = (
     "vilbert_device",
     "fused_attention",
     "anomaly_detection",
+    "seed_zero",
     "lmdb_shared_env",
     "distributed_cpu",
     "dataset_paths",
