@@ -16,6 +16,9 @@ py=${PY:-python3}
   nvidia-smi -L
   if [ "${INSTALL:-1}" = 1 ]; then
     $py -m pip install -q --no-index --no-deps --no-cache-dir --no-build-isolation .whl/*.whl .whl/*.tar.gz 2>&1 | tail -3
+    # the plugin as this working tree has it, even if .whl's wheel is older (mmf_run imports the installed one)
+    site=$($py -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    for name in mmf_refnet _mmf_refnet_autoload.py; do rm -rf "$site/$name" && ln -s "$PWD/$name" "$site/$name"; done
   fi
   $py -c "import torch, transformers, mmf, mmf_refnet; print('torch', torch.__version__, 'transformers',
 transformers.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
