@@ -57,8 +57,12 @@ def measure(loss, embeddings, targets, device: str, steps: int) -> dict:
 
 def step_ms(args):
     if args.step_json:
-        with open(args.step_json) as handle:
-            return json.load(handle)["ms_per_step_median"]["refnet_ms"]
+        try:
+            with open(args.step_json) as handle:
+                return json.load(handle)["ms_per_step_median"]["refnet_ms"]
+        except (OSError, KeyError, ValueError) as error:
+            print(f"no step time from {args.step_json} ({error}); shares not computed", file=sys.stderr)
+            return None
     return args.step_ms
 
 
