@@ -242,6 +242,7 @@ def fused_on_cpu(monkeypatch):
 
     monkeypatch.setattr(fused_attention, "DEVICE_TYPES", {"cuda", "cpu"})
 
+
 NO_DROPOUT = [f"model_config.refnet_ms.{key}=0" for key in (
     "hidden_dropout_prob", "attention_probs_dropout_prob", "v_hidden_dropout_prob", "v_attention_probs_dropout_prob",
     "classifier.dropout", "refiner.dropout")]
@@ -328,7 +329,7 @@ def test_fused_attention_is_a_fused_call_and_defers_for_attention_maps(tmp_path,
 
 
 
-def test_fused_attention_leaves_cpu_tensors_to_rc10_code(tmp_path):
+def test_fused_attention_leaves_cpu_tensors_to_rc10_code(tmp_path, monkeypatch):
     from mmf_refnet.compat import fused_attention
     from tests import inprocess
 
@@ -336,12 +337,10 @@ def test_fused_attention_leaves_cpu_tensors_to_rc10_code(tmp_path):
     model = inprocess.build(inprocess.configuration(tmp_path, "refnet_ms"), "refnet_ms").eval()
     seen = []
     real = torch.nn.functional.scaled_dot_product_attention
-    torch.nn.functional.scaled_dot_product_attention = lambda *a, **k: seen.append(1) or real(*a, **k)
-    try:
-        with torch.no_grad():
-            model(_padded_batch())
-    finally:
-        torch.nn.functional.scaled_dot_product_attention = real
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *args, **kwargs: seen.append(1) or real(*args, **kwargs))
+    with torch.no_grad():
+        model(_padded_batch())
     assert seen == []
 
 

@@ -87,7 +87,7 @@ def test_backbone_lr_multiplier_gives_its_own_groups(tmp_path):
     assert all(group["lr"] == lr for group in groups for p in group["params"] if id(p) in head)
 
 
-SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "item")
+SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2")  # .item(), data-dependent sizes
 
 
 def test_training_forward_and_backward_never_wait_for_the_device(refnet_ms):
