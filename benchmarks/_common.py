@@ -89,9 +89,10 @@ PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200",
                ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0), ("4090", 165.0))
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+def add_common_arguments(parser: argparse.ArgumentParser, cpu_size: str = "tiny") -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cuda", "cpu"))
-    parser.add_argument("--size", default=None, choices=tuple(SIZES), help="default: base on cuda, tiny on cpu")
+    parser.add_argument("--size", default=None, choices=tuple(SIZES), help=f"default: base on cuda, {cpu_size} on cpu")
+    parser.set_defaults(cpu_size=cpu_size)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the size's (tiny 32, demo 32, small 16, base 32)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per condition (default 20 cpu / 30 cuda)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compile needs >= 2)")
@@ -102,7 +103,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_arguments(args) -> argparse.Namespace:
-    args.size = args.size or ("base" if args.device == "cuda" else "tiny")
+    args.size = args.size or ("base" if args.device == "cuda" else args.cpu_size)
     args.batch_size = args.batch_size or SIZES[args.size][4]
     args.steps = args.steps or (30 if args.device == "cuda" else 20)
     if args.device == "cuda" and not torch.cuda.is_available():

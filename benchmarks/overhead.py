@@ -1,6 +1,6 @@
 """What ReFNet's head costs: ``refnet_ms`` ÷ ``vilbert`` step time and peak memory.
 
-    python benchmarks/overhead.py                         # CPU, --size tiny
+    python benchmarks/overhead.py                         # CPU: --size demo (the model CPU users train)
     python benchmarks/overhead.py --size small --profile  # + where refnet_ms's time goes
     python benchmarks/overhead.py --device cuda --size base --json overhead.json
 
@@ -27,7 +27,7 @@ import _common
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    _common.add_common_arguments(parser)
+    _common.add_common_arguments(parser, cpu_size="demo")
     parser.add_argument("--recipe", default="refnet", choices=("refnet", "rc10"))
     parser.add_argument("--profile", action="store_true", help="torch.profiler table of a few refnet_ms steps")
     return _common.resolve_arguments(parser.parse_args(argv))
