@@ -5,6 +5,7 @@ import argparse
 import numpy as np
 import torch
 from omegaconf import open_dict
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import mmf_refnet  # noqa: F401  (shims + registration)
 from tests import replicas, runner
@@ -51,3 +52,20 @@ def batch(size: int = 6, seed: int = 0, targets=None, dataset_type: str = "train
     collated.dataset_name = "hateful_memes"
     collated.dataset_type = dataset_type
     return collated
+
+
+class OpRecorder(TorchDispatchMode):
+    """Inside ``with``: ``names`` of the ATen ops dispatched, ``host_ops`` those that produced a CPU tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.names, self.host_ops = [], []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        self.names.append(name)
+        outputs = out if isinstance(out, (tuple, list)) else [out]
+        if any(isinstance(o, torch.Tensor) and o.device.type == "cpu" for o in outputs):
+            self.host_ops.append(name)
+        return out

@@ -298,22 +298,12 @@ def test_fused_attention_equals_rc10_attention_in_values_and_gradients(tmp_path,
 
 def test_fused_attention_is_a_fused_call_and_defers_for_attention_maps(tmp_path, fused_on_cpu):
     from mmf.models import vilbert
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     from tests import inprocess
 
-    class Names(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
     model = inprocess.build(inprocess.configuration(tmp_path, "refnet_ms"), "refnet_ms").eval()
     batch = _padded_batch()
-    recorder = Names()
+    recorder = inprocess.OpRecorder()
     with recorder:
         model(batch)
     sdpa = [name for name in recorder.names if "scaled_dot_product" in name]
@@ -347,29 +337,15 @@ def test_fused_attention_leaves_cpu_tensors_to_rc10_code(tmp_path, monkeypatch):
 def test_vilbert_backbone_makes_no_host_tensors_for_device_inputs(tmp_path):
     """rc10's ViLBERTBase built its default image and co-attention masks on the CPU and copied them over
     every step; with inputs on another device ('meta' here, CUDA in training) nothing is made on the host."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from tests import inprocess
-
-    class HostTensors(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            outs = out if isinstance(out, (tuple, list)) else [out]
-            if any(isinstance(o, torch.Tensor) and o.device.type == "cpu" for o in outs):
-                self.ops.append(func.overloadpacket.__name__)
-            return out
 
     bert = inprocess.build(inprocess.configuration(tmp_path, "refnet_ms"), "refnet_ms").model.bert.to("meta").eval()
     batch, tokens, regions = 3, 8, 5
     ids = torch.randint(0, 100, (batch, tokens), device="meta")
     features = torch.randn(batch, regions, bert.v_embeddings.image_embeddings.in_features, device="meta")
-    recorder = HostTensors()
+    recorder = inprocess.OpRecorder()
     with recorder, torch.no_grad():
         outputs = bert(ids, features, torch.rand(batch, regions, 5, device="meta"), torch.zeros_like(ids),
                        torch.ones_like(ids))
     assert outputs[2].device.type == "meta" and outputs[3].shape[0] == batch
-    assert recorder.ops == []
+    assert recorder.names and recorder.host_ops == []

@@ -92,20 +92,9 @@ SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_un
 
 def test_training_forward_and_backward_never_wait_for_the_device(refnet_ms):
     """No op whose result size or value the host must read (a GPU sync) in refnet_ms's step, all rows labeled."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Record(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
     _, model = refnet_ms
     sample_list = inprocess.batch(size=8)
-    recorder = Record()
+    recorder = inprocess.OpRecorder()
     with recorder:
         output = model(sample_list)
         sum(loss.sum() for loss in output["losses"].values()).backward()
