@@ -121,7 +121,7 @@ def analyze_graph(argv) -> int:
         config, model = collect.load_checkpoint_model(path, options.opt, options.device)
         arrays = collect.collect_from_model(config, model, options.split, options.max_samples, device=options.device)
         return {"embeddings": arrays["fused"], "targets": {m: arrays[f"target_{m}"] for m in collect.MODALITIES},
-                "decoders": dict(model.model.refiner.decoders)}
+                "decoders": {m: model.model.refiner.decoders.decoder(m) for m in model.model.refiner.modalities}}
 
     return graph.main_graph(rest, load_checkpoint=load)
 

@@ -33,21 +33,28 @@ def refiner_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return (1.0 - cosine).mean(dim=-1)
 
 
-def refiner_terms(outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor], weights) -> Dict[str, torch.Tensor]:
+def refiner_terms(outputs: torch.Tensor, targets: torch.Tensor, weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
     """γ_i · mean_batch(1 − cos(R_i, H_i(F_i))) for each modality, each of shape (1,).
 
-    ``outputs``/``targets``: dicts keyed by modality (or (M, B, D) tensors with
-    ``weights`` keyed by the same M modalities, in order).
+    ``outputs``/``targets``: (M, B, D), modality i at index i; ``weights``: γ
+    keyed by the M modalities, in that order.
     """
-    modalities = list(weights) if isinstance(outputs, torch.Tensor) else list(outputs)
-    if not isinstance(outputs, torch.Tensor):
-        missing = [m for m in modalities if m not in targets]
-        if missing:
-            raise KeyError(f"refiner output(s) {missing} have no target; targets: {sorted(targets)}")
-        outputs = torch.stack([outputs[m] for m in modalities])
-        targets = torch.stack([targets[m] for m in modalities])
+    if len(weights) != outputs.size(0):
+        raise ValueError(f"refiner_terms got {outputs.size(0)} stacked modalities but weights for {list(weights)}")
     per_modality = refiner_losses(outputs, targets).unbind(0)
-    return {m: (float(weights[m]) * term).view(1) for m, term in zip(modalities, per_modality)}
+    return {m: (float(gamma) * term).view(1) for (m, gamma), term in zip(weights.items(), per_modality)}
+
+
+def stack_modalities(outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor]):
+    """(modalities, (M, B, D) outputs, (M, B, D) targets) from dicts keyed by modality."""
+    modalities = list(outputs)
+    missing = [m for m in modalities if m not in targets]
+    if missing:
+        raise KeyError(f"refiner output(s) {missing} have no target; targets: {sorted(targets)}")
+    if len({tuple(outputs[m].shape) for m in modalities} | {tuple(targets[m].shape) for m in modalities}) > 1:
+        shapes = {m: (tuple(outputs[m].shape), tuple(targets[m].shape)) for m in modalities}
+        raise ValueError(f"refiner outputs and targets need one shape for every modality, got (output, target) {shapes}")
+    return modalities, torch.stack([outputs[m] for m in modalities]), torch.stack([targets[m] for m in modalities])
 
 
 def pml_scales(alpha: float, beta: float) -> Dict[str, float]:
@@ -194,8 +201,8 @@ def _register():
             self.weights = dict(weights or {})
 
         def forward(self, sample_list, model_output):
-            outputs, targets = model_output["refiner_outputs"], model_output["refiner_targets"]
-            weights = {m: self.weights.get(m, 1.0) for m in outputs}
+            modalities, outputs, targets = stack_modalities(model_output["refiner_outputs"], model_output["refiner_targets"])
+            weights = {m: self.weights.get(m, 1.0) for m in modalities}
             return sum(refiner_terms(outputs, targets, weights).values()).view(1)
 
     @registry.register_loss("refnet_ms")

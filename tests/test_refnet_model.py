@@ -33,7 +33,7 @@ def test_refiner_loss_in_model_equals_formula(refnet_ms):
     with torch.no_grad():
         encoded = model.encode(sample_list)
         output = model(sample_list)
-        decoded = model.model.refiner.decoders["image"](encoded["fused"])
+        decoded = model.model.refiner.decoders.decoder("image")(encoded["fused"])
     expected = 0.1 * (1 - torch.nn.functional.cosine_similarity(decoded, encoded["image"], dim=-1)).mean()
     assert output["losses"]["train/hateful_memes/refiner_image"].item() == pytest.approx(expected.item(), rel=1e-5)
     model.train()
@@ -46,13 +46,15 @@ def test_refiner_gradients_reach_decoders_fusion_and_backbone(refnet_ms):
     output["losses"]["train/hateful_memes/refiner_text"].sum().backward()
     grads = {name: p.grad for name, p in model.named_parameters()}
 
-    def touched(prefix):
-        return any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith(prefix))
+    def touched(prefix, index=None):  # index: the modality's slice of the refiner's stacked parameters
+        return any(g is not None and (g if index is None else g[index]).abs().sum() > 0
+                   for n, g in grads.items() if n.startswith(prefix))
 
-    assert touched("model.refiner.decoders.text")
+    assert model.model.refiner.modalities == ["text", "image"]
+    assert touched("model.refiner.decoders.", 0)
     assert touched("model.fusion")
     assert touched("model.bert")
-    assert not touched("model.refiner.decoders.image")  # only the text term was backpropagated
+    assert not touched("model.refiner.decoders.", 1)  # only the text term was backpropagated
     assert not touched("model.classifier")
 
 
@@ -66,12 +68,17 @@ def test_every_trainable_parameter_is_in_the_optimizer(refnet_ms):
     assert not missing
     assert len(in_optimizer) == len([p for p in model.parameters() if p.requires_grad])
     # one group per setting: backbone and head share lr here, so decay / no decay; the head's
-    # 1-d tensors (biases, fusion LayerNorm) never decay (the backbone keeps rc10's rule by name)
+    # biases (the refiner's stacked ones are 2-d) and its LayerNorm never decay (the backbone keeps rc10's rule)
     assert len(optimizer.param_groups) == 2 == sum(len(group["params"]) > 0 for group in optimizer.param_groups)
-    head = {id(p) for name, p in model.named_parameters() if not name.startswith("model.bert.")}
-    for group in optimizer.param_groups:
-        assert all((p.dim() <= 1) == (group["weight_decay"] == 0.0) for p in group["params"] if id(p) in head)
-    assert any(p is model.model.fusion_norm.weight for p in optimizer.param_groups[1]["params"])
+    decay = {id(p) for p in optimizer.param_groups[0]["params"]}
+    assert optimizer.param_groups[0]["weight_decay"] > 0 == optimizer.param_groups[1]["weight_decay"]
+    head = {name: id(p) in decay for name, p in model.named_parameters() if not name.startswith("model.bert.")}
+    assert head == {"model.fusion_norm.weight": False, "model.fusion_norm.bias": False,
+                    "model.fusion.weight": True, "model.fusion.bias": False,
+                    "model.classifier.0.weight": True, "model.classifier.0.bias": False,
+                    "model.classifier.3.weight": True, "model.classifier.3.bias": False,
+                    "model.refiner.decoders.hidden.weight": True, "model.refiner.decoders.hidden.bias": False,
+                    "model.refiner.decoders.output.weight": True, "model.refiner.decoders.output.bias": False}
 
 
 def test_backbone_lr_multiplier_gives_its_own_groups(tmp_path):
@@ -111,24 +118,36 @@ def test_checkpoint_round_trip_restores_decoders(refnet_ms, tmp_path):
     config, model = refnet_ms
     path = tmp_path / "model.pth"
     torch.save(model.state_dict(), path)
-    assert any(key.startswith("model.refiner.decoders.text") for key in model.state_dict())
+    assert "model.refiner.decoders.hidden.weight" in model.state_dict()
     fresh = inprocess.build(config, "refnet_ms")
-    before = fresh.model.refiner.decoders["text"][0].weight.clone()
+    before = fresh.model.refiner.decoders.hidden.weight.clone()
     fresh.load_state_dict(torch.load(path))
-    after = fresh.model.refiner.decoders["text"][0].weight
+    after = fresh.model.refiner.decoders.hidden.weight
     assert not torch.equal(before, after)
-    assert torch.equal(after, model.model.refiner.decoders["text"][0].weight)
+    assert torch.equal(after, model.model.refiner.decoders.hidden.weight)
 
 
-def test_to_and_eval_reach_the_refiner(refnet_ms):
-    _, model = refnet_ms
+def test_checkpoint_of_per_modality_decoders_loads(refnet_ms):
+    """Checkpoints before the decoders were stacked (``decoders.<modality>.{0,3}.*``, nn.Linear
+    layout) load into the stacked decoders, strictly, with the same outputs."""
+    config, model = refnet_ms
     model.eval()
-    assert all(not m.training for m in model.model.refiner.modules())
+    state = model.state_dict()
+    decoders = model.model.refiner.decoders
+    old_layout = {key: value for key, value in state.items() if not key.startswith("model.refiner.decoders.")}
+    for index, modality in enumerate(decoders.modalities):
+        for number, layer in (("0", decoders.hidden), ("3", decoders.output)):
+            old_layout[f"model.refiner.decoders.{modality}.{number}.weight"] = layer.weight[index].detach().t().clone()
+            old_layout[f"model.refiner.decoders.{modality}.{number}.bias"] = layer.bias[index].detach().clone()
+    fresh = inprocess.build(config, "refnet_ms").eval()
+    fresh.load_state_dict(old_layout)  # strict: every stacked key was filled
+    sample_list = inprocess.batch()
+    with torch.no_grad():
+        expected, got = model(sample_list), fresh(sample_list)
+    assert torch.equal(got["scores"], expected["scores"])
+    for key, value in expected["losses"].items():
+        assert torch.equal(got["losses"][key], value), key
     model.train()
-    assert all(m.training for m in model.model.refiner.modules())
-    model.to(torch.float64)
-    assert model.model.refiner.decoders["image"][0].weight.dtype == torch.float64
-    model.to(torch.float32)
 
 
 def test_without_targets_only_refiner_losses(refnet_ms):
@@ -183,7 +202,7 @@ def test_registered_losses_work_for_other_models_by_config(refnet_ms):
     """`refiner` and `refnet_ms` as MMF losses (a model's `losses:` list) on another model's output."""
     from mmf.modules.losses import Losses
 
-    from mmf_refnet.losses import MultiSimilarity, refiner_terms
+    from mmf_refnet.losses import MultiSimilarity, refiner_terms, stack_modalities
 
     losses = Losses([{"type": "refiner", "params": {"weights": {"text": 0.2, "image": 0.3}}},
                      {"type": "refnet_ms", "params": {"weight": 0.5, "miner_epsilon": None}}])
@@ -193,7 +212,7 @@ def test_registered_losses_work_for_other_models_by_config(refnet_ms):
     fused = torch.randn(6, 5)
     sample_list = inprocess.batch(size=6)
     values = losses(sample_list, {"refiner_outputs": outputs, "refiner_targets": targets, "fused_embedding": fused})
-    expected_refiner = sum(refiner_terms(outputs, targets, {"text": 0.2, "image": 0.3}).values())
+    expected_refiner = sum(refiner_terms(*stack_modalities(outputs, targets)[1:], {"text": 0.2, "image": 0.3}).values())
     assert values["train/hateful_memes/refiner"].item() == pytest.approx(expected_refiner.item(), rel=1e-6)
     expected_ms = 0.5 * MultiSimilarity(miner_epsilon=None)(fused, sample_list.targets)
     assert values["train/hateful_memes/refnet_ms"].item() == pytest.approx(expected_ms.item(), rel=1e-6)

@@ -714,7 +714,7 @@ def decoder_jacobian(decoder: Callable[[torch.Tensor], Any] | Mapping[str, Calla
     """Jacobian (d_out × k) of a batch-first decoder ``(b, k) → (b, d_out)`` at
     the data mean (or ``at``): its local linear map from fused embedding to
     modality, comparable with ``linear_fit``'s ``coef``. A Mapping of decoders
-    (e.g. ``refiner.decoders``) gives a dict. Modules are evaluated in eval mode
+    (e.g. ``{m: refiner.decoders.decoder(m)}``) gives a dict. Modules are evaluated in eval mode
     (dropout off) and restored; tries ``torch.func.jacrev``, falls back to
     ``torch.autograd.functional.jacobian`` for modules it cannot trace.
     """

@@ -69,6 +69,11 @@ def merge_equal_groups(groups):
     return [group for group in merged.values() if group["params"]]
 
 
+def decays(name: str, parameter: nn.Parameter) -> bool:
+    """Weight decay for weight matrices; not for biases (the refiner's stacked ones are 2-d) or norm scales (1-d)."""
+    return parameter.dim() > 1 and not name.rsplit(".", 1)[-1].startswith("bias")
+
+
 class ClassifierHead(nn.Sequential):
     """Two linear layers on the fused embedding (paper §5)."""
 
@@ -136,15 +141,16 @@ class ReFNet(ViLBERT):
 
         rc10's ViLBERT returns only ``bert`` and ``classifier``, which would leave
         the fusion layer and the refiner silently untrained. Groups with equal
-        settings are merged (the head is 2 groups, 1-d tensors without weight
-        decay): fused AdamW launches its kernels once per group.
+        settings are merged (the head is 2 groups: weights with decay; biases
+        and the LayerNorm weight without, as rc10 does for BERT): fused AdamW
+        launches its kernels once per group.
         """
         lr = config.optimizer.params.lr
         groups = get_bert_configured_parameters(self.model.bert, lr * float(self.config.finetune_lr_multiplier))
-        head = [p for part in (self.model.fusion_norm, self.model.fusion, self.model.classifier, self.model.refiner)
-                for p in part.parameters()]
-        groups += [{"params": [p for p in head if p.dim() > 1], "weight_decay": 0.01, "lr": lr},
-                   {"params": [p for p in head if p.dim() <= 1], "weight_decay": 0.0, "lr": lr}]
+        head = [(name, p) for part in (self.model.fusion_norm, self.model.fusion, self.model.classifier, self.model.refiner)
+                for name, p in part.named_parameters()]
+        groups += [{"params": [p for name, p in head if decays(name, p)], "weight_decay": 0.01, "lr": lr},
+                   {"params": [p for name, p in head if not decays(name, p)], "weight_decay": 0.0, "lr": lr}]
         return merge_equal_groups(groups)
 
     def encode(self, sample_list) -> Dict[str, torch.Tensor]:
