@@ -81,6 +81,29 @@ SNIPPETS = {
         model = inprocess.build(config, "vilbert")
         model(inprocess.batch())
     """, "Torch not compiled with CUDA enabled"),
+    "pretrained_upgrade": ("""
+        import torch
+        from types import SimpleNamespace
+        from omegaconf import OmegaConf
+        from mmf.utils.checkpoint import Checkpoint
+        from tests import inprocess
+        model = inprocess.build(inprocess.configuration(tmp, "refnet_ms"), "refnet_ms")
+        decoders = model.model.refiner.decoders
+        old_layout = {}  # a checkpoint from before the decoders were stacked
+        for index, modality in enumerate(decoders.modalities):
+            for number, layer in (("0", decoders.hidden), ("3", decoders.output)):
+                key = f"model.refiner.decoders.{modality}.{number}"
+                old_layout[key + ".weight"] = torch.full_like(layer.weight[index].t(), index + 1.0)
+                old_layout[key + ".bias"] = torch.full_like(layer.bias[index], index + 1.0)
+        checkpoint = object.__new__(Checkpoint)
+        mapping = {"checkpoint": {"pretrained_state_mapping": {"model.refiner": "model.refiner"}}}
+        checkpoint.trainer = SimpleNamespace(model=model, config=OmegaConf.create(mapping),
+                                             writer=SimpleNamespace(write=lambda *args, **kwargs: None))
+        checkpoint._load_pretrained(old_layout)
+        for layer in (decoders.hidden, decoders.output):
+            for tensor in (layer.weight, layer.bias):
+                assert torch.equal(tensor[1], torch.full_like(tensor[1], 2.0)), "the old checkpoint's decoders were skipped"
+    """, "the old checkpoint's decoders were skipped"),
     "anomaly_detection": ("""
         import torch
         from omegaconf import OmegaConf

@@ -69,3 +69,18 @@ def test_decoders_follow_autocast_like_linear_layers():
     decoders = Decoders(MODALITIES, 6, 5, 4, dropout=0.1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert decoders(torch.randn(7, 6)).dtype == torch.bfloat16
+
+
+def test_whole_checkpoint_upgrade_finds_per_modality_keys_under_any_prefix():
+    """``upgrade_state_dict`` (rc10's pretrained-mapping path) converts e.g. DDP's ``module.`` keys and leaves others."""
+    torch.manual_seed(0)
+    decoders = Decoders(MODALITIES, 6, 5, 4, dropout=0.0)
+    reference = per_modality_reference(decoders)
+    state = {f"module.model.refiner.decoders.{m}.{key}": value for m in MODALITIES
+             for key, value in reference[m].state_dict().items()}
+    state["module.model.fusion.weight"] = torch.ones(2)
+    decoders.upgrade_state_dict(state)
+    assert sorted(state) == ["module.model.fusion.weight"] + [
+        f"module.model.refiner.decoders.{layer}.{name}" for layer in ("hidden", "output") for name in ("bias", "weight")]
+    torch.testing.assert_close(state["module.model.refiner.decoders.hidden.weight"], decoders.hidden.weight.detach())
+    torch.testing.assert_close(state["module.model.refiner.decoders.output.bias"], decoders.output.bias.detach())

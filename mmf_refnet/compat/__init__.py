@@ -30,6 +30,7 @@ POST_IMPORT = (
     "fused_attention",
     "anomaly_detection",
     "seed_zero",
+    "pretrained_upgrade",
     "lmdb_shared_env",
     "distributed_cpu",
     "dataset_paths",

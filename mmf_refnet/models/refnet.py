@@ -153,6 +153,11 @@ class ReFNet(ViLBERT):
                    {"params": [p for name, p in head if not decays(name, p)], "weight_decay": 0.0, "lr": lr}]
         return merge_equal_groups(groups)
 
+    def upgrade_checkpoint_state(self, state_dict) -> None:
+        """Older checkpoints' layout → this one, in place (called before ``pretrained_state_mapping`` copies;
+        see compat/pretrained_upgrade). ``load_state_dict`` converts by itself."""
+        self.model.refiner.decoders.upgrade_state_dict(state_dict)
+
     def encode(self, sample_list) -> Dict[str, torch.Tensor]:
         """Backbone + fusion: the pre-fusion features and the fused embedding."""
         device = sample_list.input_ids.device

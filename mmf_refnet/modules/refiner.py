@@ -66,6 +66,12 @@ class Decoders(nn.Module):
         """D_modality alone, (B, k) → (B, d), sharing these parameters (for analysis, e.g. Jacobians)."""
         return _ModalityDecoder(self, self.modalities.index(modality))
 
+    def upgrade_state_dict(self, state_dict) -> None:
+        """Per-modality decoder keys of a whole checkpoint (any prefix, e.g. DDP's ``module.``) → stacked, in place."""
+        first = f"decoders.{self.modalities[0]}.0.weight"
+        for key in [key for key in state_dict if key.endswith(first)]:
+            _stack_per_modality_keys(state_dict, key[: -len(first)] + "decoders.", self.modalities)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         _stack_per_modality_keys(state_dict, prefix, self.modalities)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
