@@ -6,8 +6,8 @@
 
 Same backbone, batch and recipe (default: refnet_trainer's, see _common.py).
 vilbert's head is BertPredictionHeadTransform + Linear on the fused pooled
-outputs; refnet_ms's is concat → Linear(2·bi → 512) → 2-layer MLP, two refiner
-decoders with cosine losses and the MS loss. Memory: each model alone (built,
+outputs; refnet_ms's is concat → Linear(2·bi → 512) → 2-layer MLP, the refiner's
+decoders (one batched MLP) with cosine losses and the MS loss. Memory: each model alone (built,
 stepped, freed). Time: both models alive, stepped alternately (A, B, A, B, …)
 so a shared machine's drift hits both alike; printed as the ratio of median
 step times and of the fastest-decile step times (the steadier estimate when
