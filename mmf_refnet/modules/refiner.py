@@ -78,6 +78,8 @@ class Decoders(nn.Module):
 
 
 class _ModalityDecoder(nn.Module):
+    """One modality's slice of ``Decoders`` as its own module: (B, k) → (B, d)."""
+
     def __init__(self, decoders: Decoders, index: int):
         super().__init__()
         self.decoders, self.index = decoders, index
