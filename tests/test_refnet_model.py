@@ -150,6 +150,17 @@ def test_checkpoint_of_per_modality_decoders_loads(refnet_ms):
     model.train()
 
 
+def test_to_and_eval_reach_the_refiner(refnet_ms):
+    _, model = refnet_ms
+    model.eval()
+    assert all(not m.training for m in model.model.refiner.modules())
+    model.train()
+    assert all(m.training for m in model.model.refiner.modules())
+    model.to(torch.float64)
+    assert model.model.refiner.decoders.hidden.weight.dtype == torch.float64
+    model.to(torch.float32)
+
+
 def test_without_targets_only_refiner_losses(refnet_ms):
     _, model = refnet_ms
     output = model(inprocess.batch(targets=False, dataset_type="test"))
