@@ -23,25 +23,18 @@ from pytorch_metric_learning import losses as pml_losses
 MULTILABEL_RULES = ("shares_label", "same_labels")
 
 
-def refiner_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """mean_batch(1 − cos(R_i, H_i(F_i))) for stacked modalities: (M, B, D) × 2 → (M,).
-
-    All modalities in one cosine call: the head's cost on GPU is kernel launches,
-    and one batched call launches half the kernels of one call per modality.
-    """
-    cosine = F.cosine_similarity(outputs.float(), targets.float(), dim=-1, eps=1e-8)
-    return (1.0 - cosine).mean(dim=-1)
-
-
 def refiner_terms(outputs: torch.Tensor, targets: torch.Tensor, weights: Dict[str, float]) -> Dict[str, torch.Tensor]:
     """γ_i · mean_batch(1 − cos(R_i, H_i(F_i))) for each modality, each of shape (1,).
 
     ``outputs``/``targets``: (M, B, D), modality i at index i; ``weights``: γ
-    keyed by the M modalities, in that order.
+    keyed by the M modalities, in that order. All modalities in one cosine call:
+    the head's cost on a GPU is kernel launches, and one batched call launches
+    half the kernels of one call per modality.
     """
     if len(weights) != outputs.size(0):
         raise ValueError(f"refiner_terms got {outputs.size(0)} stacked modalities but weights for {list(weights)}")
-    per_modality = refiner_losses(outputs, targets).unbind(0)
+    cosine = F.cosine_similarity(outputs.float(), targets.float(), dim=-1, eps=1e-8)
+    per_modality = (1.0 - cosine).mean(dim=-1).unbind(0)
     return {m: (float(gamma) * term).view(1) for (m, gamma), term in zip(weights.items(), per_modality)}
 
 

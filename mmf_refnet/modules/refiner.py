@@ -31,10 +31,8 @@ class StackedLinear(nn.Module):
     def reset_parameters(self) -> None:
         """nn.Linear's initialisation: U(±1/√in) for weights and biases."""
         bound = 1.0 / math.sqrt(self.in_features)
-        with torch.no_grad():
-            for weight, bias in zip(self.weight, self.bias):
-                weight.uniform_(-bound, bound)
-                bias.uniform_(-bound, bound)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(self.bias.unsqueeze(1), stacked, self.weight)
@@ -85,9 +83,7 @@ class _ModalityDecoder(nn.Module):
         self.decoders, self.index = decoders, index
 
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
-        hidden, output, index = self.decoders.hidden, self.decoders.output, self.index
-        hidden = self.decoders.dropout(F.gelu(torch.addmm(hidden.bias[index], fused, hidden.weight[index])))
-        return torch.addmm(output.bias[index], hidden, output.weight[index])
+        return self.decoders(fused)[self.index]  # all modalities computed: for analysis, not training
 
 
 # per-modality layout (nn.Sequential: 0 = first Linear, 3 = second) → stacked layer
@@ -154,7 +150,7 @@ class Refiner(nn.Module):
 
     def forward(self, fused: torch.Tensor, features: Dict[str, torch.Tensor]):
         """(R, H(F)): the decoded and target features of every modality, stacked
-        as (M, B, D) in the order of ``modalities`` (one batched loss; see losses.refiner_losses)."""
+        as (M, B, D) in the order of ``modalities`` (one batched loss; see losses.refiner_terms)."""
         targets = []
         for modality, target_map in self.target_maps.items():
             feature = features[modality].detach() if self.detach_targets else features[modality]
