@@ -42,7 +42,12 @@ def asset_path(name: str) -> str:
 
 
 def register_resolver() -> None:
+    """``${refnet_asset:NAME}`` and ``${refnet_tokenizer:HUB_NAME}`` (modules/pretrained.tokenizer_source)."""
     from omegaconf import OmegaConf
+
+    from mmf_refnet.modules.pretrained import tokenizer_source
 
     if not OmegaConf.has_resolver("refnet_asset"):
         OmegaConf.register_new_resolver("refnet_asset", asset_path)
+    if not OmegaConf.has_resolver("refnet_tokenizer"):
+        OmegaConf.register_new_resolver("refnet_tokenizer", tokenizer_source)

