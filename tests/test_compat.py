@@ -86,6 +86,22 @@ SNIPPETS = {
         else:
             raise AssertionError("built without weights")
     """, "unclear"),
+    "console_log": ("""
+        import io
+        from mmf.utils.logger import Logger
+        from tests import inprocess
+        config = inprocess.configuration(tmp, "vilbert")
+        console = io.StringIO()
+        saved, sys.stdout = sys.stdout, console
+        try:
+            logger = Logger(config, "mmf.train")  # training.stdout_capture is on, as in every MMF run
+            logger.log_progress({"progress": "2/6", "train/total_loss": 0.5, "eta": "3s"})
+        finally:
+            sys.stdout = saved
+        shown = console.getvalue()
+        assert "progress: 2/6, train/total_loss: 0.5, eta: 3s" in shown, f"nothing on the console: {shown!r}"
+        assert "progress: 2/6" in open(os.path.join(tmp, "save", "train.log")).read()
+    """, "nothing on the console"),
     "vilbert_device": ("""
         from tests import inprocess
         from omegaconf import open_dict

@@ -37,6 +37,7 @@ POST_IMPORT = (
     "dataset_paths",
     "annotation_lines",
     "feature_errors",
+    "console_log",
 )
 
 _applied: set = set()
