@@ -17,6 +17,7 @@ REGISTERING_MODULES = (
     "mmf_refnet.trainer",
     "mmf_refnet.data.label_fraction",
     "mmf_refnet.data.builder",
+    "mmf_refnet.data.image_text_builder",
 )
 
 

@@ -4,6 +4,7 @@
                              write the predictions CSV with mmf_predict, print where things are
     refnet prepare-demo      only build the emoji memes dataset (cached)
     refnet extract-features  EfficientNet-Lite0 region features for your own images
+    refnet own-data-config   check and split your (id, img, text, label) jsonl, write its MMF config
     refnet analyze graph     latent graph induction (Theorem 4.1): --synthetic, or --checkpoint CKPT
     refnet analyze tsne      t-SNE of fused embeddings and refiner outputs (Fig. 5) of checkpoints
 """
@@ -102,6 +103,12 @@ def extract_features(argv=None) -> int:
     return main_extract_features(argv)
 
 
+def own_data_config(argv=None) -> int:
+    from mmf_refnet.data.own_data import main_own_data_config
+
+    return main_own_data_config(argv)
+
+
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
     parser.add_argument("--max-samples", type=int, default=None)
@@ -155,7 +162,8 @@ def analyze(argv) -> int:
     return commands[argv[0]](argv[1:])
 
 
-COMMANDS = {"demo": demo, "prepare-demo": prepare_demo, "extract-features": extract_features, "analyze": analyze}
+COMMANDS = {"demo": demo, "prepare-demo": prepare_demo, "extract-features": extract_features,
+            "own-data-config": own_data_config, "analyze": analyze}
 
 
 def main(argv=None) -> int:
