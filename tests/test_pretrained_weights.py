@@ -3,6 +3,8 @@ directory, or null; clear errors offline when nothing is cached (refnet and rc10
 
 import argparse
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,34 +13,49 @@ from safetensors.torch import load_file
 
 from mmf_refnet import assets
 from mmf_refnet.modules import pretrained
-from tests import hf_cache, inprocess, replicas, runner
+from tests import fake_hub, hf_cache, inprocess, replicas, runner
 
 # MiniLM-L6's sizes (the demo's text stream); the name stays the configs' default.
 MINILM_SIZES = {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
                 "intermediate_size": 1536, "max_position_embeddings": 512, "t_biattention_id": [4, 5]}
 
 
-def minilm_sized_config(tmp_path, model: str, sizes=None) -> str:
+def minilm_sized_config(tmp_path, model: str, sizes=None, name=None) -> str:
     """The tiny test config of ``model`` on hateful_memes, with MiniLM's sizes and the project's bert_model_name."""
     path = runner.tiny_config(str(tmp_path), "hateful_memes", model)
     with open(path) as handle:
         config = yaml.safe_load(handle)
     block = config["model_config"][model]
     del block["bert_model_name"]
+    if name is not None:
+        block["bert_model_name"] = name
     block.update(MINILM_SIZES if sizes is None else sizes)
     with open(path, "w") as handle:
         yaml.safe_dump(config, handle)
     return path
 
 
-def build(tmp_path, model: str, sizes=None):
+def build(tmp_path, model: str, sizes=None, name=None):
     from mmf.utils.configuration import Configuration
 
-    path = minilm_sized_config(tmp_path, model, sizes)
+    path = minilm_sized_config(tmp_path, model, sizes, name)
     opts = [f"config={path}", f"env.save_dir={tmp_path}/save", f"env.cache_dir={tmp_path}/mmf_cache"]
     config = Configuration(argparse.Namespace(opts=opts, config_override=None)).get_config()
-    assert config.model_config[model].bert_model_name == "bert-base-uncased"  # the project config's default
+    assert config.model_config[model].bert_model_name == (name or "bert-base-uncased")  # the project's default
     return inprocess.build(config, model)
+
+
+def assert_text_stream_is_minilm(built) -> None:
+    """Every BERT tensor of MiniLM-L6 is in ViLBERT's text stream; the other streams start random."""
+    expected = load_file(os.path.join(assets.asset_path("minilm"), "model.safetensors"))
+    state = built.model.bert.state_dict()  # ViLBERTBase, in both models
+    shared = [name for name in expected if name in state]
+    assert sorted(set(expected) - set(shared)) == ["embeddings.position_ids", "pooler.dense.bias", "pooler.dense.weight"]
+    assert len(shared) == 101
+    for name in shared:
+        assert torch.equal(state[name], expected[name]), name
+    assert not torch.equal(state["encoder.v_layer.0.attention.self.query.weight"][:8, :8],
+                           expected["encoder.layer.0.attention.self.query.weight"][:8, :8])
 
 
 @pytest.fixture()
@@ -52,17 +69,8 @@ def hf_home(tmp_path, monkeypatch):
 @pytest.mark.parametrize("model", ["refnet_ms", "vilbert"])
 def test_hub_name_loads_from_the_hub_cache_offline(tmp_path, hf_home, model):
     snapshot = hf_cache.minilm_as(str(hf_home / "hub"), "bert-base-uncased")
-    built = build(tmp_path, model)
-    expected = load_file(os.path.join(snapshot, "model.safetensors"))
-    state = built.model.bert.state_dict()  # ViLBERTBase, in both models
-    shared = [name for name in expected if name in state]
-    assert sorted(set(expected) - set(shared)) == ["embeddings.position_ids", "pooler.dense.bias", "pooler.dense.weight"]
-    assert len(shared) == 101
-    for name in shared:
-        assert torch.equal(state[name], expected[name]), name
-    # the streams that BERT lacks start random, not from some other tensor
-    assert not torch.equal(state["encoder.v_layer.0.attention.self.query.weight"][:8, :8],
-                           expected["encoder.layer.0.attention.self.query.weight"][:8, :8])
+    assert os.path.islink(os.path.join(snapshot, "model.safetensors"))  # huggingface_hub's layout: links to blobs
+    assert_text_stream_is_minilm(build(tmp_path, model))
 
 
 def test_local_directory_loads_its_weights(tmp_path, hf_home):
@@ -167,3 +175,40 @@ def test_project_configs_tokenize_with_bert_base_uncased(tmp_path, hf_home):
         tokenizer = config.dataset_config[dataset].processors.text_processor.params.tokenizer_config.type
         assert tokenizer == assets.asset_path("bert_uncased_tokenizer"), dataset
         assert config.model_config.refnet_ms.bert_model_name == "bert-base-uncased"
+
+
+BUILD = """
+import pathlib, sys
+sys.path.insert(0, {repo!r})
+import mmf_refnet
+from tests.test_pretrained_weights import assert_text_stream_is_minilm, build
+assert_text_stream_is_minilm(build(pathlib.Path({tmp!r}), "refnet_ms", name={name!r}))
+print("TEXT STREAM IS MINILM")
+"""
+
+
+def _build_in_subprocess(tmp_path, env, name=None):
+    code = BUILD.format(repo=runner.REPO, tmp=str(tmp_path), name=name)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env=runner.offline_env({**env, "PYTHONPATH": runner.REPO}))
+
+
+def test_online_the_hub_name_is_downloaded_once_into_the_cache(tmp_path):
+    """Online (HF_ENDPOINT: a local hub started here): downloaded into HF_HUB_CACHE, then offline from there."""
+    home = str(tmp_path / "hf_home")
+    with fake_hub.serve({"bert-base-uncased": assets.asset_path("minilm")}) as (endpoint, downloads):
+        online = {**hf_cache.hub_env(home), "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_ENDPOINT": endpoint,
+                  "HF_HUB_DISABLE_TELEMETRY": "1"}
+        first = _build_in_subprocess(tmp_path / "online", online)
+        assert "TEXT STREAM IS MINILM" in first.stdout, first.stderr[-3000:]
+        assert downloads["bert-base-uncased/model.safetensors"] == 1
+        unknown = _build_in_subprocess(tmp_path / "unknown", online, name="someone/no-such-bert")
+    snapshots = os.path.join(home, "hub", "models--bert-base-uncased", "snapshots")
+    assert os.path.isfile(os.path.join(snapshots, os.listdir(snapshots)[0], "model.safetensors"))
+    offline = _build_in_subprocess(tmp_path / "offline", hf_cache.hub_env(home))
+    assert "TEXT STREAM IS MINILM" in offline.stdout, offline.stderr[-3000:]
+    assert unknown.returncode != 0
+    assert (f"model_config.refnet_ms.bert_model_name is 'someone/no-such-bert': could not get it from the Hugging "
+            f"Face hub ({endpoint})") in unknown.stderr
+    assert "the hub has no model of this name (or it is private or gated" in unknown.stderr
+    assert "site-packages/huggingface_hub/" not in unknown.stderr

@@ -136,7 +136,8 @@ def offline_message(name: str, key: str, variable: str, caches: Iterable[str]) -
         f"with network access;\n"
         f"  - or set {key} to a local directory with config.json and model.safetensors (or pytorch_model.bin), "
         f"e.g. from `huggingface-cli download {name} --local-dir DIR`;\n"
-        f"  - or set {key}: null to start from random weights."
+        f"  - or set {key}: null to start from random weights (also right when a checkpoint is loaded next, as in "
+        f"mmf_predict with checkpoint.resume_file: it holds every weight)."
     )
 
 
@@ -158,11 +159,21 @@ def checkpoint_config(source: Source, key: str) -> dict:
         return json.load(handle)
 
 
+# What huggingface_hub's errors mean for a user (the class names are stable across its versions).
+DOWNLOAD_ERRORS = {
+    "RepositoryNotFoundError": "the hub has no model of this name (or it is private or gated: `huggingface-cli login`)",
+    "GatedRepoError": "the model is gated: accept its terms on the hub and log in with `huggingface-cli login`",
+    "LocalEntryNotFoundError": "the hub could not be reached",
+    "EntryNotFoundError": "the model has no such file",
+}
+
+
 def download_message(source: Source, key: str, error: BaseException) -> str:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    meaning = DOWNLOAD_ERRORS.get(type(error).__name__, "download failed")
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     return (f"{key} is {source.name!r}: could not get it from the Hugging Face hub ({endpoint}) into "
-            f"{source.cache_dir}: {type(error).__name__}: {reason}. Check the name, the network and proxy "
+            f"{source.cache_dir}: {meaning} ({type(error).__name__}: {reason}). Check the name, the network and proxy "
             f"(HF_ENDPOINT names a mirror); or use a cache filled elsewhere with HF_HUB_OFFLINE=1. "
             + _ALTERNATIVES.format(key=key))
 
