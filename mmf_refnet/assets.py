@@ -6,6 +6,10 @@
   and bert-base-uncased's 30522-token WordPiece vocabulary), or the directory in
   ``$REFNET_MINILM_DIR`` when set (a copy of that package's ``model`` folder; a
   tokenizer-only copy serves configs that load no MiniLM weights).
+
+``${refnet_tokenizer:<hub name>}`` (``modules/pretrained.tokenizer_source``) picks a
+hub tokenizer from the Hugging Face cache, else the packaged copy of the same files
+(``bert-base-uncased`` → ``bert_uncased_tokenizer``), else the hub.
 """
 
 import os

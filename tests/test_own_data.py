@@ -186,3 +186,29 @@ def test_dataset_refuses_unknown_labels_and_a_wrong_num_labels(tmp_path):
     with pytest.raises(ValueError, match=r"dev.jsonl\), row 1 \(id \d+\): label '\w+' is not one of dataset_config."
                                          r"image_text.classes \['cat', 'bird'\]"):
         load("val")
+
+
+@pytest.mark.parametrize("model", own_data.MODELS)
+@pytest.mark.parametrize("backbone", own_data.BACKBONES)
+def test_every_model_and_backbone_composes(tmp_path, model, backbone):
+    from mmf.utils.configuration import Configuration
+
+    from mmf_refnet import assets
+
+    rows = [{"id": i, "img": f"img/{i}.png", "text": "w", "label": i % 2} for i in range(20)]
+    _write(tmp_path / "data.jsonl", [json.dumps(row) for row in rows])
+    (tmp_path / "features").mkdir()
+    for row in rows:
+        for name in own_data.feature_files(str(tmp_path / "features"), row["img"]):
+            open(name, "wb").close()
+    out = tmp_path / "cfg.yaml"
+    assert own_data.main_own_data_config([str(tmp_path / "data.jsonl"), "--out", str(out), "--model", model,
+                                          "--backbone", backbone, "--config-dir", runner.PROJECT_CONFIGS]) == 0
+    config = Configuration(argparse.Namespace(opts=[f"config={out}"], config_override=None)).get_config()
+    block = config.model_config[model]
+    assert config.model == model and config.datasets == "image_text"
+    assert block.num_labels == 2 and block.v_feature_size == 1280
+    assert block.bert_model_name == (assets.asset_path("minilm") if backbone == "minilm" else "bert-base-uncased")
+    assert block.hidden_size == (384 if backbone == "minilm" else 768)
+    assert list(config.evaluation.metrics) == ["accuracy", "binary_f1", "roc_auc"]
+    assert list(config.dataset_config.image_text.classes) == [0, 1]

@@ -6,6 +6,9 @@
   ``.npy`` + ``_info.npy`` layout (``refnet extract-features``).
 * ``emoji_memes``   -- builds/validates the "emoji memes" dataset in the
   Hateful Memes on-disk layout.
+* ``own_data``      -- ``refnet own-data-config``: checks and splits your own
+  (id, img, text, label) jsonl and writes its MMF config.
+* ``image_text`` / ``image_text_builder`` -- the MMF dataset of such rows.
 
 Kept import-light on purpose (no torch / mmf here): submodules are imported
 only by the code that needs them.
