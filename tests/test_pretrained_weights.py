@@ -148,6 +148,10 @@ def test_paths_that_are_not_directories_are_named(tmp_path, monkeypatch):
         pretrained.from_pretrained(_vilbert_base(), "./my_bert", config, "key", [])
     with pytest.raises(pretrained.WeightsNotFound, match=r"has no config.json"):
         pretrained.from_pretrained(_vilbert_base(), str(tmp_path), config, "key", [])
+    (tmp_path / "config.json").write_text(open(os.path.join(assets.asset_path("minilm"), "config.json")).read())
+    with pytest.raises(pretrained.WeightsNotFound, match=r"could not load weights from .* \(weight files there: no "
+                                                         r"model.safetensors / pytorch_model.bin\)"):
+        pretrained.from_pretrained(_vilbert_base(), str(tmp_path), config, "key", [])
 
 
 def test_tokenizer_comes_from_the_cache_else_the_package_else_an_error(tmp_path, hf_home, monkeypatch):

@@ -27,6 +27,9 @@ TEXT_STREAM_PREFIXES = ("embeddings.", "encoder.layer.")
 NOT_IN_BERT = ("embeddings.task_embeddings",)  # ViLBERT-only parts of the text stream
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_ALTERNATIVES = ("Give a local directory with config.json and model.safetensors (or pytorch_model.bin) of a BERT "
+                 "checkpoint, a Hugging Face hub name such as 'bert-base-uncased', or null to start from random "
+                 "weights ({key}: null).")
 
 
 class WeightsNotFound(FileNotFoundError):
@@ -119,11 +122,6 @@ def locate(name: str, key: str, extra_cache_dirs: Sequence[str] = ()) -> Source:
     return Source(name, cache_dir=caches[0])
 
 
-_ALTERNATIVES = ("Give a local directory with config.json and model.safetensors (or pytorch_model.bin) of a BERT "
-                 "checkpoint, a Hugging Face hub name such as 'bert-base-uncased', or null to start from random "
-                 "weights ({key}: null).")
-
-
 def offline_message(name: str, key: str, variable: str, caches: Iterable[str]) -> str:
     first, *others = [repo_folder(cache, name) for cache in caches]
     looked = first + "".join(f", and in MMF's cache {other}" for other in others)
@@ -168,12 +166,16 @@ DOWNLOAD_ERRORS = {
 }
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def download_message(source: Source, key: str, error: BaseException) -> str:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
     meaning = DOWNLOAD_ERRORS.get(type(error).__name__, "download failed")
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     return (f"{key} is {source.name!r}: could not get it from the Hugging Face hub ({endpoint}) into "
-            f"{source.cache_dir}: {meaning} ({type(error).__name__}: {reason}). Check the name, the network and proxy "
+            f"{source.cache_dir}: {meaning} ({_first_line(error)}). Check the name, the network and proxy "
             f"(HF_ENDPOINT names a mirror); or use a cache filled elsewhere with HF_HUB_OFFLINE=1. "
             + _ALTERNATIVES.format(key=key))
 
@@ -211,6 +213,13 @@ def _quietly(function, *args, **kwargs):
         hf_logging.set_verbosity(verbosity)
 
 
+def load_message(source: Source, key: str, error: BaseException) -> str:
+    found = [name for name in WEIGHT_FILES if source.directory and os.path.isfile(os.path.join(source.directory, name))]
+    files = ", ".join(found) if found else "no " + " / ".join(WEIGHT_FILES[:2])
+    return (f"{key}: could not load weights from {source.describe()} (weight files there: {files}): "
+            f"{_first_line(error)}. " + _ALTERNATIVES.format(key=key))
+
+
 def mmf_weights_cache() -> str:
     """Where MMF's ViLBERT has transformers cache BERT weights (``<env.cache_dir>/distributed_-1``)."""
     from mmf.utils.configuration import get_mmf_cache_dir
@@ -238,11 +247,7 @@ def from_pretrained(cls, name: str, bert_config, key: str, extra_cache_dirs: Opt
     except (OSError, ValueError) as error:
         if source.is_hub and not source.local_files_only and not source.directory:
             raise WeightsNotFound(download_message(source, key, error)) from None
-        found = [f for f in WEIGHT_FILES if source.directory and os.path.isfile(os.path.join(source.directory, f))]
-        raise WeightsNotFound(f"{key}: could not load weights from {source.describe()} (files there: "
-                              f"{found or 'no ' + ' / '.join(WEIGHT_FILES[:2])}): {type(error).__name__}: "
-                              f"{str(error).strip().splitlines()[0] if str(error).strip() else ''} "
-                              + _ALTERNATIVES.format(key=key)) from None
+        raise WeightsNotFound(load_message(source, key, error)) from None
     missing = missing_text_stream(info["missing_keys"])
     if missing:
         raise WeightsMismatch(f"{key}: in {source.describe()}, {len(missing)} tensors of ViLBERT's text stream are not in "
