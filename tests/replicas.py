@@ -277,6 +277,36 @@ def zoo_tarballs(data_dir: str, dataset: str, serve_root: str) -> dict:
     return hashes
 
 
+def vilbert_zoo_checkpoint(path: str, model_config: dict, seed: int = 0) -> dict:
+    """A ViLBERT checkpoint in the format of MMF's model zoo (``vilbert.pretrained.*``): a tarball
+    holding the run's ``config.yaml`` (``model_config.vilbert``) and one checkpoint, ``model.pth``,
+    whose state dict is MMF's ViLBERT pretraining model's (``model.bert.*`` backbone,
+    ``model.cls.*`` pretraining heads). Every tensor is random (no two alike); returns the state dict."""
+    import torch
+    import yaml
+    from mmf.models.vilbert import BertPreTrainingHeads, ViLBERTBase
+    from transformers.models.bert.configuration_bert import BertConfig
+
+    vilbert_config = {**model_config, "training_head_type": "pretraining", "fusion_method": "mul"}
+    bert_config = BertConfig.from_dict(vilbert_config)
+    pretraining = torch.nn.Module()
+    pretraining.model = torch.nn.Module()
+    pretraining.model.bert = ViLBERTBase(bert_config)
+    pretraining.model.cls = BertPreTrainingHeads(bert_config)
+    generator = torch.Generator().manual_seed(seed)
+    state = {key: torch.randn(value.shape, generator=generator).to(value.dtype) if value.is_floating_point() else value
+             for key, value in pretraining.state_dict().items()}
+    with tempfile.TemporaryDirectory() as work:
+        torch.save(state, os.path.join(work, "model.pth"))
+        with open(os.path.join(work, "config.yaml"), "w") as handle:
+            yaml.safe_dump({"model": "vilbert", "model_config": {"vilbert": vilbert_config}}, handle)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tarfile.open(path, "w:gz") as tar:
+            for name in ("config.yaml", "model.pth"):
+                tar.add(os.path.join(work, name), arcname=name)
+    return state
+
+
 def vocabulary():
     return sorted(set(FILLER + list(BIT_WORDS) + ["dog", "cat", "sky"]))
 

@@ -141,14 +141,14 @@ def test_a_wrong_hashcode_is_a_clear_error_and_leaves_nothing(server, tmp_path):
     mirror, hashes, _ = publish(server, tmp_path, "visual_entailment")
     wrong = dict(hashes)
     features = "datasets/flickr30k/defaults/features/features.tar.gz"
-    wrong[features] = "0" * 64
+    wrong[features] = "f" * 64
     zoo = zoo_with_hashes("datasets", wrong, str(tmp_path / "zoo.yaml"))
     data = str(tmp_path / "data")
     result = train(tmp_path, "visual_entailment", data, mirror, f"env.dataset_zoo={zoo}")
     output = result.stdout + result.stderr
     assert result.returncode != 0
     folder = os.path.join(data, "datasets", "flickr30k", "defaults", "features")
-    for expected in (f"{mirror}{features}", "0" * 64, os.path.join(folder, "features.tar.gz"),
+    for expected in (f"{mirror}{features}", "f" * 64, os.path.join(folder, "features.tar.gz"),
                      f"its SHA-256 is {hashes[features]}", "To place the file by hand",
                      "dataset_config.visual_entailment.features.train"):
         assert expected in output, expected
@@ -331,3 +331,44 @@ def test_no_remote_urls_in_tests():
             remote = [url for url in re.findall(r"https?://[^\s\"')]+", handle.read())
                       if not url.startswith(("http://127.0.0.1", "http://localhost"))]
         assert not remote, f"{path}: {remote}"
+
+
+def test_a_zoo_vilbert_checkpoint_loads_into_the_refnet_ms_backbone(server, tmp_path):
+    """checkpoint.resume_zoo (+ resume_pretrained): every backbone tensor is the checkpoint's, while
+    fusion, classifier and refiner are exactly what a run without the zoo starts from."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from mmf_refnet.compat.zoo_download import sha256
+    from tests import inprocess
+
+    data = str(tmp_path / "data")
+    replicas.hateful_memes(data, sizes=(16, 8, 8))
+    model_config = inprocess.configuration(tmp_path / "model", "refnet_ms").model_config.refnet_ms
+    url_path = "models/vilbert/vilbert.pretrained.cc_original.tar.gz"
+    served = os.path.join(server.root, tmp_path.name, url_path)
+    checkpoint = replicas.vilbert_zoo_checkpoint(served, OmegaConf.to_container(model_config, resolve=True))
+    zoo = zoo_with_hashes("models", {url_path: sha256(served)}, str(tmp_path / "models_zoo.yaml"))
+    config = runner.tiny_config(str(tmp_path), "hateful_memes", "refnet_ms")
+    frozen = ("optimizer.params.lr=0", "training.max_updates=1")  # lr 0: the saved model is the loaded one
+    finals = {}
+    for name, opts in (("zoo", ("checkpoint.resume_zoo=vilbert.pretrained.cc.original",
+                                "checkpoint.resume_pretrained=True", f"env.model_zoo={zoo}")), ("fresh", ())):
+        save = str(tmp_path / name)
+        runner.run_cli("mmf_run", config, data, save, *frozen, *opts,
+                       env={"MMF_ZOO_MIRROR": f"{server.url}{tmp_path.name}/"})
+        finals[name] = torch.load(os.path.join(save, "refnet_ms_final.pth"), map_location="cpu")
+    assert server.requests[f"{tmp_path.name}/{url_path}"] == 1
+    extracted = os.path.join(data, "models", "vilbert.pretrained.cc.original")
+    assert {"config.yaml", "model.pth"} <= set(os.listdir(extracted))
+
+    backbone = sorted(key for key in finals["zoo"] if key.startswith("model.bert."))
+    assert backbone == sorted(key for key in checkpoint if key.startswith("model.bert."))
+    for key in backbone:
+        assert torch.equal(finals["zoo"][key], checkpoint[key]), key
+        if finals["fresh"][key].numel() > 1:
+            assert not torch.equal(finals["fresh"][key], checkpoint[key]), key
+    head = [key for key in finals["zoo"] if not key.startswith("model.bert.")]
+    assert {key.split(".")[1] for key in head} == {"fusion_norm", "fusion", "classifier", "refiner"}
+    for key in head:
+        assert torch.equal(finals["zoo"][key], finals["fresh"][key]), key

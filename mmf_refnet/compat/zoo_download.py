@@ -176,13 +176,14 @@ def download_file(self, download_path):
         download_path = os.path.join(download_path, self._dest_folder)
     os.makedirs(download_path, exist_ok=True)
     target = os.path.join(download_path, self._file_name)
-    whole = os.path.isfile(target) and (not self._hashcode or sha256(target) == self._hashcode)
+    hashcode = None if self._hashcode is None else str(self._hashcode)  # YAML reads an all-digit one as a number
+    whole = os.path.isfile(target) and (not hashcode or sha256(target) == hashcode)
     if not whole:
         if os.path.isfile(target):
-            print(f"[ {target} does not match its SHA-256 {self._hashcode}: downloading it again ]")
-        fetch(self._url, target, self._hashcode)
+            print(f"[ {target} does not match its SHA-256 {hashcode}: downloading it again ]")
+        fetch(self._url, target, hashcode)
     if self._compressed:
-        extract(target, download_path, self._url, self._hashcode)
+        extract(target, download_path, self._url, hashcode)
         if self._delete_original:
             os.remove(target)
 
