@@ -163,6 +163,38 @@ SNIPPETS = {
         else:
             raise AssertionError("no error for a missing data dir")
     """, "no path in"),
+    "zoo_download": ("""
+        import hashlib, tarfile
+        from mmf.utils.download import download_resources
+        os.makedirs(tmp + "/src/detectron.lmdb")
+        open(tmp + "/src/detectron.lmdb/data.mdb", "w").write("features")
+        folder = tmp + "/features"
+        os.makedirs(folder)
+        with tarfile.open(folder + "/features.tar.gz", "w:gz") as tar:  # placed by hand, as the error message says
+            tar.add(tmp + "/src/detectron.lmdb", arcname="detectron.lmdb")
+        digest = hashlib.sha256(open(folder + "/features.tar.gz", "rb").read()).hexdigest()
+        download_resources([{"url": "mmf://datasets/x/features.tar.gz", "file_name": "features.tar.gz",
+                             "hashcode": digest}], folder, "1.0")
+        assert os.path.isfile(folder + "/detectron.lmdb/data.mdb"), "the archive placed by hand was not extracted"
+    """, "the archive placed by hand was not extracted"),
+    "zoo_when_missing": ("""
+        from mmf.common.registry import registry
+        from mmf.datasets.builders.mmimdb.builder import MMIMDbBuilder
+        from tests import inprocess, replicas
+        replicas.mmimdb(tmp + "/data", sizes=(2, 2, 2))  # everything in place, in MMF's layout
+        config = inprocess.configuration(tmp, "vilbert", dataset="mmimdb", opts=["env.data_dir=" + tmp + "/data"])
+        registry.register("config", config)
+        MMIMDbBuilder().build(config.dataset_config.mmimdb)
+    """, "Download failed"),
+    "hm_convert": ("""
+        from mmf_cli.hm_convert import HMConverter
+        from tests import replicas
+        zip_path = replicas.hateful_memes_zip(tmp + "/hm.zip", "pw", sizes=(2, 1, 1))  # phase 2
+        sys.argv = ["mmf_convert_hm", "--zip_file", zip_path, "--password", "pw", "--mmf_data_folder", tmp + "/mmf",
+                    "--bypass_checksum", "1"]
+        HMConverter().convert()
+        assert os.path.isfile(tmp + "/mmf/datasets/hateful_memes/defaults/annotations/dev_unseen.jsonl")
+    """, "dev.jsonl doesn't exist"),
     "annotation_lines": ("""
         from mmf.datasets.databases.annotation_database import AnnotationDatabase
         open(tmp + "/bad.jsonl", "w").write('{"id": 1}\\n{"id": \\n')

@@ -101,7 +101,8 @@ def downloaded(request, server, tmp_path_factory):
         converted = convert_hm_zip(zip_path, data, "--bypass_checksum=1")
         assert converted.returncode == 0, converted.stderr[-3000:]
     zoo = zoo_with_hashes("datasets", hashes, str(tmp_path / "datasets_zoo.yaml"))
-    result = train(tmp_path, dataset, data, mirror, f"env.dataset_zoo={zoo}",
+    seen = ["dataset_config.hateful_memes.annotation_set=seen"] if dataset == "hateful_memes" else []
+    result = train(tmp_path, dataset, data, mirror, f"env.dataset_zoo={zoo}", *seen,
                    mirror_env=dataset != "visual_entailment")  # SNLI-VE sets the mirror by its config key
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     fetched = {path: server.requests[key] for path, key in keys.items()}
@@ -119,6 +120,9 @@ def test_mmf_run_downloads_verifies_extracts_and_trains(downloaded):
     assert not glob.glob(os.path.join(datasets_dir, "**", ".*.extracting-*"), recursive=True)
     metrics = val_metrics(str(downloaded["tmp"] / "save"))
     assert 0.0 <= metrics[METRIC[dataset]] <= 1.0, metrics
+    if dataset == "hateful_memes":  # evaluated on the seen split (annotation_set=seen)
+        with open(downloaded["tmp"] / "save" / "config.yaml") as handle:
+            assert "annotations/dev_seen.jsonl" in handle.read()
 
 
 def test_a_second_run_downloads_nothing(downloaded, server):
@@ -343,23 +347,24 @@ def test_a_zoo_vilbert_checkpoint_loads_into_the_refnet_ms_backbone(server, tmp_
     from tests import inprocess
 
     data = str(tmp_path / "data")
-    replicas.hateful_memes(data, sizes=(16, 8, 8))
-    model_config = inprocess.configuration(tmp_path / "model", "refnet_ms").model_config.refnet_ms
-    url_path = "models/vilbert/vilbert.pretrained.cc_original.tar.gz"
+    replicas.mmimdb(data, sizes=(32, 16, 8))
+    model_config = inprocess.configuration(tmp_path / "model", "refnet_ms", "mmimdb").model_config.refnet_ms
+    url_path = "models/vilbert/vilbert.pretrained.cc_small.tar.gz"  # Table 1's "ViLBERT-cc small"
     served = os.path.join(server.root, tmp_path.name, url_path)
     checkpoint = replicas.vilbert_zoo_checkpoint(served, OmegaConf.to_container(model_config, resolve=True))
     zoo = zoo_with_hashes("models", {url_path: sha256(served)}, str(tmp_path / "models_zoo.yaml"))
-    config = runner.tiny_config(str(tmp_path), "hateful_memes", "refnet_ms")
+    config = runner.tiny_config(str(tmp_path), "mmimdb", "refnet_ms",
+                                {"model_config": {"refnet_ms": {"num_labels": NUM_LABELS["mmimdb"]}}})
     frozen = ("optimizer.params.lr=0", "training.max_updates=1")  # lr 0: the saved model is the loaded one
     finals = {}
-    for name, opts in (("zoo", ("checkpoint.resume_zoo=vilbert.pretrained.cc.original",
+    for name, opts in (("zoo", ("checkpoint.resume_zoo=vilbert.pretrained.cc.small",
                                 "checkpoint.resume_pretrained=True", f"env.model_zoo={zoo}")), ("fresh", ())):
         save = str(tmp_path / name)
         runner.run_cli("mmf_run", config, data, save, *frozen, *opts,
                        env={"MMF_ZOO_MIRROR": f"{server.url}{tmp_path.name}/"})
         finals[name] = torch.load(os.path.join(save, "refnet_ms_final.pth"), map_location="cpu")
     assert server.requests[f"{tmp_path.name}/{url_path}"] == 1
-    extracted = os.path.join(data, "models", "vilbert.pretrained.cc.original")
+    extracted = os.path.join(data, "models", "vilbert.pretrained.cc.small")
     assert {"config.yaml", "model.pth"} <= set(os.listdir(extracted))
 
     backbone = sorted(key for key in finals["zoo"] if key.startswith("model.bert."))
