@@ -104,6 +104,26 @@ SNIPPETS = {
             for tensor in (layer.weight, layer.bias):
                 assert torch.equal(tensor[1], torch.full_like(tensor[1], 2.0)), "the old checkpoint's decoders were skipped"
     """, "the old checkpoint's decoders were skipped"),
+    "pretrained_report": ("""
+        import torch
+        from types import SimpleNamespace
+        from omegaconf import OmegaConf
+        from mmf.utils.checkpoint import Checkpoint
+        from tests import inprocess
+        model = inprocess.build(inprocess.configuration(tmp, "refnet_ms"), "refnet_ms")
+        wider = {key: torch.zeros(*value.shape[:-1], value.shape[-1] + 1) if value.dim() else value
+                 for key, value in model.state_dict().items() if key.startswith("model.bert.")}
+        checkpoint = object.__new__(Checkpoint)
+        mapping = {"checkpoint": {"pretrained_state_mapping": {"model.bert": "model.bert"}}}
+        checkpoint.trainer = SimpleNamespace(model=model, config=OmegaConf.create(mapping),
+                                             writer=SimpleNamespace(write=lambda *args, **kwargs: None))
+        try:
+            checkpoint._load_pretrained(wider)  # a checkpoint of another size
+        except ValueError as error:
+            assert "do not fit the model" in str(error) and "model.bert.embeddings" in str(error), str(error)
+        else:
+            raise AssertionError("no error for a checkpoint of another size")
+    """, "The size of tensor a"),
     "anomaly_detection": ("""
         import torch
         from omegaconf import OmegaConf

@@ -357,11 +357,13 @@ def test_a_zoo_vilbert_checkpoint_loads_into_the_refnet_ms_backbone(server, tmp_
                                 {"model_config": {"refnet_ms": {"num_labels": NUM_LABELS["mmimdb"]}}})
     frozen = ("optimizer.params.lr=0", "training.max_updates=1")  # lr 0: the saved model is the loaded one
     finals = {}
+    logs = {}
     for name, opts in (("zoo", ("checkpoint.resume_zoo=vilbert.pretrained.cc.small",
                                 "checkpoint.resume_pretrained=True", f"env.model_zoo={zoo}")), ("fresh", ())):
         save = str(tmp_path / name)
-        runner.run_cli("mmf_run", config, data, save, *frozen, *opts,
-                       env={"MMF_ZOO_MIRROR": f"{server.url}{tmp_path.name}/"})
+        result = runner.run_cli("mmf_run", config, data, save, *frozen, *opts,
+                                env={"MMF_ZOO_MIRROR": f"{server.url}{tmp_path.name}/"})
+        logs[name] = result.stdout + result.stderr + open(os.path.join(save, "train.log")).read()
         finals[name] = torch.load(os.path.join(save, "refnet_ms_final.pth"), map_location="cpu")
     assert server.requests[f"{tmp_path.name}/{url_path}"] == 1
     extracted = os.path.join(data, "models", "vilbert.pretrained.cc.small")
@@ -377,3 +379,23 @@ def test_a_zoo_vilbert_checkpoint_loads_into_the_refnet_ms_backbone(server, tmp_
     assert {key.split(".")[1] for key in head} == {"fusion_norm", "fusion", "classifier", "refiner"}
     for key in head:
         assert torch.equal(finals["zoo"][key], finals["fresh"][key]), key
+    assert f"pretrained_state_mapping model.bert <- model.bert: {len(backbone)} of {len(backbone)} tensors" in logs["zoo"]
+
+
+def test_the_pretrained_mapping_is_reported_and_a_useless_one_refused(tmp_path):
+    import torch
+
+    from mmf_refnet.compat.pretrained_report import check
+    from tests import inprocess
+
+    model = inprocess.build(inprocess.configuration(tmp_path, "refnet_ms"), "refnet_ms")
+    state = model.state_dict()
+    backbone = {key: value for key, value in state.items() if key.startswith("model.bert.")}
+    del backbone["model.bert.embeddings.word_embeddings.weight"]
+    lines = check(model, state, backbone, {"model.bert": "model.bert", "model.fusion": "model.fusion"})
+    assert lines == [f"model.bert <- model.bert: {len(backbone)} of {len(backbone) + 1} tensors; not in the "
+                     "checkpoint: model.bert.embeddings.word_embeddings.weight", "model.fusion <- model.fusion: 0 of 2 tensors"]
+    legacy = {key.replace("model.bert.", "bert.bert."): value for key, value in backbone.items()}  # rc10's old layout
+    assert check(model, state, legacy, {"model.bert": "model.bert"})[0].startswith(f"model.bert <- model.bert: {len(backbone)}")
+    with pytest.raises(ValueError, match=r"pairs no tensor .* visual_bert.encoder"):
+        check(model, state, {"visual_bert.encoder.weight": torch.zeros(1)}, {"model.bert": "model.bert"})

@@ -30,6 +30,7 @@ POST_IMPORT = (
     "fused_attention",
     "anomaly_detection",
     "seed_zero",
+    "pretrained_report",  # before pretrained_upgrade: the report sees the upgraded checkpoint
     "pretrained_upgrade",
     "lmdb_shared_env",
     "distributed_cpu",
