@@ -95,8 +95,10 @@ SNIPPETS = {
                 key = f"model.refiner.decoders.{modality}.{number}"
                 old_layout[key + ".weight"] = torch.full_like(layer.weight[index].t(), index + 1.0)
                 old_layout[key + ".bias"] = torch.full_like(layer.bias[index], index + 1.0)
+        old_layout["model.fusion.bias"] = torch.zeros_like(model.model.fusion.bias)  # one tensor that fits as it is
         checkpoint = object.__new__(Checkpoint)
-        mapping = {"checkpoint": {"pretrained_state_mapping": {"model.refiner": "model.refiner"}}}
+        mapping = {"checkpoint": {"pretrained_state_mapping": {"model.refiner": "model.refiner",
+                                                               "model.fusion": "model.fusion"}}}
         checkpoint.trainer = SimpleNamespace(model=model, config=OmegaConf.create(mapping),
                                              writer=SimpleNamespace(write=lambda *args, **kwargs: None))
         checkpoint._load_pretrained(old_layout)
