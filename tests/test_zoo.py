@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import zipfile
 
 import pytest
 import yaml
@@ -279,7 +280,8 @@ def test_the_default_configs_read_mmf_layouts():
 def test_mmf_convert_hm_converts_a_password_protected_zip(phase, files, tmp_path):
     zip_path = replicas.hateful_memes_zip(str(tmp_path / "hm.zip"), PASSWORD, sizes=(4, 2, 2), phase=phase)
     unpacked = tmp_path / "unpacked"
-    subprocess.run(["unzip", "-q", "-P", PASSWORD, "-d", str(unpacked), zip_path], check=True)
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(unpacked, pwd=PASSWORD.encode())
     result = convert_hm_zip(zip_path, str(tmp_path / "mmf"), "--bypass_checksum=1")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     base = tmp_path / "mmf" / "datasets" / "hateful_memes" / "defaults"
