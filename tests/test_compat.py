@@ -199,6 +199,18 @@ SNIPPETS = {
                              "hashcode": digest}], folder, "1.0")
         assert os.path.isfile(folder + "/detectron.lmdb/data.mdb"), "the archive placed by hand was not extracted"
     """, "the archive placed by hand was not extracted"),
+    "zoo_model_key": ("""
+        from mmf.common.registry import registry
+        from mmf.utils.checkpoint import load_pretrained_model
+        from tests import inprocess
+        registry.register("config", inprocess.configuration(tmp, "vilbert"))
+        try:
+            load_pretrained_model("vilbert.pretrained.cc.smal")  # a typo
+        except KeyError as error:
+            assert "vilbert.pretrained.cc.small" in str(error), str(error)
+        else:
+            raise AssertionError("no error for an unknown zoo key")
+    """, "is not iterable"),
     "zoo_when_missing": ("""
         from mmf.common.registry import registry
         from mmf.datasets.builders.mmimdb.builder import MMIMDbBuilder

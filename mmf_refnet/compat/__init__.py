@@ -35,6 +35,7 @@ POST_IMPORT = (
     "lmdb_shared_env",
     "distributed_cpu",
     "zoo_download",
+    "zoo_model_key",
     "zoo_when_missing",
     "hm_convert",
     "dataset_paths",
