@@ -1,9 +1,22 @@
-"""Tiny generated replicas of the on-disk formats MMF's dataset builders read.
+"""Tiny generated replicas of the data MMF's dataset builders read, in MMF's real
+on-disk layouts (file names, formats and folders as MMF's dataset zoo and
+``mmf_convert_hm`` write them under ``<data_dir>/datasets/``; upstream MMF's zoo and
+dataset YAML are the reference, not this project's configs):
 
-Hateful Memes (jsonl + ``detectron.lmdb``), MM-IMDB (jsonl with ``plot``/``genres``/
-``feature_path`` + lmdb + class list) and SNLI-VE (jsonl with ``sentence2``/
-``Flikr30kID``/``gold_label`` + npy feature files), all under
-``<data_dir>/datasets/<name>/defaults/`` as in our default dataset configs.
+* Hateful Memes (``hateful_memes/defaults/``): ``annotations/`` as ``mmf_convert_hm``
+  writes them (phase 2: train, dev_seen, dev_unseen, test_seen, test_unseen .jsonl;
+  phase 1: train, dev, test .jsonl; rows ``id``/``img``/``text``/``label``), zoo
+  ``features/detectron.lmdb`` and ``extras/vocabs/vocabulary_100k.txt``. Also the
+  challenge zip itself (``data/*.jsonl`` + ``data/img/``, password-protected).
+* MM-IMDB (``mmimdb/defaults/``): ``annotations/{train,dev,test}.jsonl`` (``plot``,
+  ``genres``, ``feature_path``), ``features/features.lmdb``,
+  ``extras/classes_mm_imdb.txt`` and ``extras/vocab_mmimdb.txt``.
+* SNLI-VE: ``visual_entailment/defaults/annotations/snli_ve_{train,dev,test}.jsonl``
+  (SNLI-VE's fields: ``Flikr30kID``, ``sentence1``, ``sentence2``, ``gold_label``, ...),
+  region features from Flickr30k's zoo entry in ``flickr30k/defaults/features/detectron.lmdb``.
+
+:func:`zoo_tarballs` packs a replica the way MMF's zoo serves it (one tarball per
+resource, named by its ``mmf://`` path).
 
 Labels follow a known rule so tests can check that training *learns*:
 ``rule="image"`` (label = the image's bit: any working model learns it) or
@@ -11,9 +24,14 @@ Labels follow a known rule so tests can check that training *learns*:
 modalities predicts it; each modality alone is at chance).
 """
 
+import hashlib
 import json
 import os
 import pickle
+import shutil
+import subprocess
+import tarfile
+import tempfile
 
 import lmdb
 import numpy as np
@@ -83,14 +101,6 @@ def write_lmdb(path: str, items: dict) -> None:
     env.close()
 
 
-def write_npy(directory: str, items: dict) -> None:
-    """MMF's npy feature layout: <id>.npy (N x D) and <id>_info.npy (dict)."""
-    os.makedirs(directory, exist_ok=True)
-    for key, (features, info) in items.items():
-        np.save(os.path.join(directory, f"{key}.npy"), features)
-        np.save(os.path.join(directory, f"{key}_info.npy"), info, allow_pickle=True)
-
-
 def write_jsonl(path: str, rows) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as handle:
@@ -102,28 +112,83 @@ def _bits(rng, count):
     return rng.integers(0, 2, count), rng.integers(0, 2, count)
 
 
-def hateful_memes(data_dir: str, sizes=(64, 32, 32), rule: str = "image", seed: int = 0, test_labels: bool = False) -> str:
+HM_PHASE_FILES = {
+    2: {"train": "train.jsonl", "val": "dev_unseen.jsonl", "test": "test_unseen.jsonl"},
+    1: {"train": "train.jsonl", "val": "dev.jsonl", "test": "test.jsonl"},
+}
+HM_SEEN_FILES = {"val": "dev_seen.jsonl", "test": "test_seen.jsonl"}
+
+
+def _hm_rows(rng, count, split, rule, test_labels, ids):
+    rows, items = [], {}
+    text_bits, image_bits = _bits(rng, count)
+    for t, v in zip(text_bits, image_bits):
+        row_id = next(ids)
+        items[f"{row_id:05d}"] = image_features(rng, int(v))
+        row = {"id": row_id, "img": f"img/{row_id:05d}.png", "text": caption(rng, int(t))}
+        if split != "test" or test_labels:
+            row["label"] = label_for(rule, int(t), int(v))
+        rows.append(row)
+    return rows, items
+
+
+def hateful_memes_annotations(rng, sizes, rule="image", test_labels=False, phase=2):
+    """{file name: rows} of a challenge zip (phase 1 or 2) and the region features of its images."""
+    ids = iter(range(1001, 100000))
+    files, items = {}, {}
+    for split, count in zip(("train", "val", "test"), sizes):
+        rows, split_items = _hm_rows(rng, count, split, rule, test_labels, ids)
+        files[HM_PHASE_FILES[phase][split]] = rows
+        items.update(split_items)
+    if phase == 2:  # the seen splits come last so that the unseen ones match earlier versions of the replica
+        for split, name in HM_SEEN_FILES.items():
+            rows, split_items = _hm_rows(rng, sizes[2 if split == "test" else 1], split, rule, test_labels, ids)
+            files[name] = rows
+            items.update(split_items)
+    return files, items
+
+
+def hateful_memes(data_dir: str, sizes=(64, 32, 32), rule: str = "image", seed: int = 0, test_labels: bool = False,
+                  phase: int = 2) -> str:
+    """What mmf_convert_hm (annotations) and MMF's zoo (features, extras) put under hateful_memes/defaults/."""
     rng = np.random.default_rng(seed)
     root = os.path.join(data_dir, "datasets", "hateful_memes", "defaults")
-    files = {"train": "train.jsonl", "val": "dev_unseen.jsonl", "test": "test_unseen.jsonl"}
-    items, next_id = {}, 1000
-    for split, count in zip(files, sizes):
-        rows = []
-        text_bits, image_bits = _bits(rng, count)
-        for t, v in zip(text_bits, image_bits):
-            next_id += 1
-            items[f"{next_id:05d}"] = image_features(rng, int(v))
-            row = {"id": next_id, "img": f"img/{next_id:05d}.png", "text": caption(rng, int(t))}
-            if split != "test" or test_labels:
-                row["label"] = label_for(rule, int(t), int(v))
-            rows.append(row)
-        write_jsonl(os.path.join(root, "annotations", files[split]), rows)
+    files, items = hateful_memes_annotations(rng, sizes, rule, test_labels, phase)
+    for name, rows in files.items():
+        write_jsonl(os.path.join(root, "annotations", name), rows)
     write_lmdb(os.path.join(root, "features", "detectron.lmdb"), items)
+    write_lines(os.path.join(root, "extras", "vocabs", "vocabulary_100k.txt"), vocabulary())
     return root
 
 
+def hateful_memes_zip(path: str, password: str, sizes=(16, 8, 8), phase: int = 2, seed: int = 0) -> str:
+    """The challenge's password-protected zip: data/<jsonl files> and data/img/<id>.png (made with `zip -P`)."""
+    from PIL import Image
+
+    files, _ = hateful_memes_annotations(np.random.default_rng(seed), sizes, phase=phase)
+    with tempfile.TemporaryDirectory() as work:
+        data = os.path.join(work, "data")
+        for name, rows in files.items():
+            write_jsonl(os.path.join(data, name), rows)
+            for row in rows:
+                os.makedirs(os.path.join(data, "img"), exist_ok=True)
+                Image.new("RGB", (8, 8), (row["id"] % 256, 0, 0)).save(os.path.join(data, row["img"]))
+        for name in ("README.md", "LICENSE.txt"):
+            write_lines(os.path.join(data, name), ["Hateful Memes replica"])
+        subprocess.run([zip_binary(), "-q", "-r", "-P", password, os.path.abspath(path), "data"], cwd=work, check=True)
+    return path
+
+
+def zip_binary() -> str:
+    found = shutil.which("zip")
+    if found is None:
+        raise FileNotFoundError("the `zip` program is needed to build password-protected zips (apt-get install zip)")
+    return found
+
+
 def mmimdb(data_dir: str, sizes=(64, 32, 32), seed: int = 0) -> str:
-    """Genres: 'drama' iff image bit, 'comedy' iff text bit, plus a random third genre."""
+    """Genres: 'Drama' iff image bit, 'Comedy' iff text bit, plus a random third genre (classes file lower-case,
+    as MMF's answer processor lower-cases the rows' genres)."""
     rng = np.random.default_rng(seed)
     root = os.path.join(data_dir, "datasets", "mmimdb", "defaults")
     files = {"train": "train.jsonl", "val": "dev.jsonl", "test": "test.jsonl"}
@@ -135,20 +200,21 @@ def mmimdb(data_dir: str, sizes=(64, 32, 32), seed: int = 0) -> str:
             next_id += 1
             key = f"tt{next_id:07d}"
             items[key] = image_features(rng, int(v))
-            genres = [g for g, on in (("drama", v), ("comedy", t), ("action", rng.integers(0, 2))) if on] or ["horror"]
+            genres = [g for g, on in ((GENRES[0], v), (GENRES[1], t), (GENRES[2], rng.integers(0, 2))) if on]
+            genres = [genre.capitalize() for genre in genres or [GENRES[3]]]
             rows.append({"id": key, "plot": [caption(rng, int(t))], "genres": genres, "feature_path": f"{key}.npy"})
         write_jsonl(os.path.join(root, "annotations", files[split]), rows)
     write_lmdb(os.path.join(root, "features", "features.lmdb"), items)
-    os.makedirs(os.path.join(root, "extras"), exist_ok=True)
-    with open(os.path.join(root, "extras", "classes.txt"), "w") as handle:
-        handle.write("\n".join(GENRES) + "\n")
+    write_lines(os.path.join(root, "extras", "classes_mm_imdb.txt"), GENRES)
+    write_lines(os.path.join(root, "extras", "vocab_mmimdb.txt"), vocabulary())
     return root
 
 
 def visual_entailment(data_dir: str, sizes=(60, 30, 30), seed: int = 0) -> str:
-    """3 classes: label = image bit + text bit (0, 1 or 2)."""
+    """3 classes: label = image bit + text bit (0, 1 or 2); features in Flickr30k's zoo folder."""
     rng = np.random.default_rng(seed)
-    root = os.path.join(data_dir, "datasets", "visual_entailment", "defaults")
+    datasets = os.path.join(data_dir, "datasets")
+    root = os.path.join(datasets, "visual_entailment", "defaults")
     files = {"train": "snli_ve_train.jsonl", "val": "snli_ve_dev.jsonl", "test": "snli_ve_test.jsonl"}
     items, next_id = {}, 0
     for split, count in zip(files, sizes):
@@ -158,10 +224,97 @@ def visual_entailment(data_dir: str, sizes=(60, 30, 30), seed: int = 0) -> str:
             next_id += 1
             image_id = f"{3000000 + next_id}"
             items[image_id] = image_features(rng, int(v))
-            rows.append({"sentence2": caption(rng, int(t)), "Flikr30kID": f"{image_id}.jpg", "gold_label": VE_LABELS[int(t + v)]})
+            label = VE_LABELS[int(t + v)]
+            rows.append({"Flikr30kID": f"{image_id}.jpg", "captionID": f"{image_id}.jpg#0",
+                         "pairID": f"{image_id}.jpg#0r1{label[0]}", "sentence1": caption(rng, int(v)),
+                         "sentence2": caption(rng, int(t)), "gold_label": label, "annotator_labels": [label]})
         write_jsonl(os.path.join(root, "annotations", files[split]), rows)
-    write_npy(os.path.join(root, "features", "flickr30k"), items)
+    write_lmdb(os.path.join(datasets, "flickr30k", "defaults", "features", "detectron.lmdb"), items)
+    write_lines(os.path.join(root, "extras", "vocabs", "vocabulary_100k.txt"), vocabulary())
     return root
+
+
+# How MMF's zoo serves each dataset: (zoo url path, folder packed, arcname in the tarball), relative to
+# <data_dir>/datasets/. A resource is extracted into the folder its zoo group names (features/,
+# annotations/) or into the variation folder (extras), so the tarball holds that folder's contents.
+ZOO_LAYOUT = {
+    "hateful_memes": [
+        ("datasets/hateful_memes/defaults/features/features_2020_10_01.tar.gz",
+         "hateful_memes/defaults/features/detectron.lmdb", "detectron.lmdb"),
+        ("datasets/hateful_memes/defaults/extras.tar.gz", "hateful_memes/defaults/extras", "extras"),
+    ],
+    "mmimdb": [
+        ("datasets/mmimdb/defaults/features/features.tar.gz", "mmimdb/defaults/features/features.lmdb",
+         "features.lmdb"),
+        ("datasets/mmimdb/defaults/annotations/annotations.tar.gz", "mmimdb/defaults/annotations", "."),
+        ("datasets/mmimdb/defaults/extras.tar.gz", "mmimdb/defaults/extras", "extras"),
+    ],
+    "visual_entailment": [
+        ("datasets/flickr30k/defaults/features/features.tar.gz", "flickr30k/defaults/features/detectron.lmdb",
+         "detectron.lmdb"),
+        ("datasets/visual_entailment/defaults/annotations/annotations.tar.gz",
+         "visual_entailment/defaults/annotations", "."),
+        ("datasets/hateful_memes/defaults/extras.tar.gz", "visual_entailment/defaults/extras", "extras"),
+    ],
+}
+
+
+def zoo_tarballs(data_dir: str, dataset: str, serve_root: str) -> dict:
+    """Pack a replica as MMF's zoo serves it, under ``serve_root/<zoo url path>``; {url path: sha256}."""
+    hashes = {}
+    for url_path, folder, arcname in ZOO_LAYOUT[dataset]:
+        target = os.path.join(serve_root, url_path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with tarfile.open(target, "w:gz") as tar:
+            source = os.path.join(data_dir, "datasets", folder)
+            if arcname == ".":
+                for name in sorted(os.listdir(source)):
+                    tar.add(os.path.join(source, name), arcname=name)
+            else:
+                tar.add(source, arcname=arcname)
+        with open(target, "rb") as handle:
+            hashes[url_path] = hashlib.sha256(handle.read()).hexdigest()
+    return hashes
+
+
+def vilbert_zoo_checkpoint(path: str, model_config: dict, seed: int = 0) -> dict:
+    """A ViLBERT checkpoint in the format of MMF's model zoo (``vilbert.pretrained.*``): a tarball
+    holding the run's ``config.yaml`` (``model_config.vilbert``) and one checkpoint, ``model.pth``,
+    whose state dict is MMF's ViLBERT pretraining model's (``model.bert.*`` backbone,
+    ``model.cls.*`` pretraining heads). Every tensor is random (no two alike); returns the state dict."""
+    import torch
+    import yaml
+    from mmf.models.vilbert import BertPreTrainingHeads, ViLBERTBase
+    from transformers.models.bert.configuration_bert import BertConfig
+
+    vilbert_config = {**model_config, "training_head_type": "pretraining", "fusion_method": "mul"}
+    bert_config = BertConfig.from_dict(vilbert_config)
+    pretraining = torch.nn.Module()
+    pretraining.model = torch.nn.Module()
+    pretraining.model.bert = ViLBERTBase(bert_config)
+    pretraining.model.cls = BertPreTrainingHeads(bert_config)
+    generator = torch.Generator().manual_seed(seed)
+    state = {key: torch.randn(value.shape, generator=generator).to(value.dtype) if value.is_floating_point() else value
+             for key, value in pretraining.state_dict().items()}
+    with tempfile.TemporaryDirectory() as work:
+        torch.save(state, os.path.join(work, "model.pth"))
+        with open(os.path.join(work, "config.yaml"), "w") as handle:
+            yaml.safe_dump({"model": "vilbert", "model_config": {"vilbert": vilbert_config}}, handle)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tarfile.open(path, "w:gz") as tar:
+            for name in ("config.yaml", "model.pth"):
+                tar.add(os.path.join(work, name), arcname=name)
+    return state
+
+
+def vocabulary():
+    return sorted(set(FILLER + list(BIT_WORDS) + ["dog", "cat", "sky"]))
+
+
+def write_lines(path: str, lines) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 def tiny_vilbert_overrides(vocab: int) -> dict:

@@ -21,9 +21,14 @@ def console_script(name: str) -> str:
     return path
 
 
+# A zoo download that a test did not arrange goes to a closed local port, never to MMF's server.
+UNREACHABLE_MIRROR = "http://127.0.0.1:9/mmf/data/"
+
+
 def offline_env(extra=None) -> dict:
     env = dict(os.environ)
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+                "MMF_ZOO_MIRROR": UNREACHABLE_MIRROR})
     env.pop("MMF_USER_DIR", None)
     env.update(extra or {})
     return env

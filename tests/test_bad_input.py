@@ -36,10 +36,12 @@ def test_missing_annotation_file_names_key_and_path(hm, tmp_path):
     assert os.path.join(hm["root"], "annotations", "dev_unseen.jsonl") in output
 
 
-def test_missing_feature_store_names_key_and_path(hm, tmp_path):
+def test_missing_feature_store_names_key_path_and_the_zoo_file(hm, tmp_path):
     shutil.rmtree(os.path.join(hm["root"], "features", "detectron.lmdb"))
-    output = _fails(hm, tmp_path)
+    output = _fails(hm, tmp_path)  # the zoo download goes to runner's unreachable mirror
     assert "dataset_config.hateful_memes.features.train" in output and "detectron.lmdb" in output
+    assert f"{runner.UNREACHABLE_MIRROR}datasets/hateful_memes/defaults/features/features_2020_10_01.tar.gz" in output
+    assert os.path.join(hm["root"], "features", "features.tar.gz") in output and "by hand" in output
 
 
 def test_malformed_annotation_line_names_file_and_line(hm, tmp_path):

@@ -123,8 +123,10 @@ SNIPPETS = {
                 key = f"model.refiner.decoders.{modality}.{number}"
                 old_layout[key + ".weight"] = torch.full_like(layer.weight[index].t(), index + 1.0)
                 old_layout[key + ".bias"] = torch.full_like(layer.bias[index], index + 1.0)
+        old_layout["model.fusion.bias"] = torch.zeros_like(model.model.fusion.bias)  # one tensor that fits as it is
         checkpoint = object.__new__(Checkpoint)
-        mapping = {"checkpoint": {"pretrained_state_mapping": {"model.refiner": "model.refiner"}}}
+        mapping = {"checkpoint": {"pretrained_state_mapping": {"model.refiner": "model.refiner",
+                                                               "model.fusion": "model.fusion"}}}
         checkpoint.trainer = SimpleNamespace(model=model, config=OmegaConf.create(mapping),
                                              writer=SimpleNamespace(write=lambda *args, **kwargs: None))
         checkpoint._load_pretrained(old_layout)
@@ -132,6 +134,26 @@ SNIPPETS = {
             for tensor in (layer.weight, layer.bias):
                 assert torch.equal(tensor[1], torch.full_like(tensor[1], 2.0)), "the old checkpoint's decoders were skipped"
     """, "the old checkpoint's decoders were skipped"),
+    "pretrained_report": ("""
+        import torch
+        from types import SimpleNamespace
+        from omegaconf import OmegaConf
+        from mmf.utils.checkpoint import Checkpoint
+        from tests import inprocess
+        model = inprocess.build(inprocess.configuration(tmp, "refnet_ms"), "refnet_ms")
+        wider = {key: torch.zeros(*value.shape[:-1], value.shape[-1] + 1) if value.dim() else value
+                 for key, value in model.state_dict().items() if key.startswith("model.bert.")}
+        checkpoint = object.__new__(Checkpoint)
+        mapping = {"checkpoint": {"pretrained_state_mapping": {"model.bert": "model.bert"}}}
+        checkpoint.trainer = SimpleNamespace(model=model, config=OmegaConf.create(mapping),
+                                             writer=SimpleNamespace(write=lambda *args, **kwargs: None))
+        try:
+            checkpoint._load_pretrained(wider)  # a checkpoint of another size
+        except ValueError as error:
+            assert "do not fit the model" in str(error) and "model.bert.embeddings" in str(error), str(error)
+        else:
+            raise AssertionError("no error for a checkpoint of another size")
+    """, "The size of tensor a"),
     "anomaly_detection": ("""
         import torch
         from omegaconf import OmegaConf
@@ -191,6 +213,50 @@ SNIPPETS = {
         else:
             raise AssertionError("no error for a missing data dir")
     """, "no path in"),
+    "zoo_download": ("""
+        import hashlib, tarfile
+        from mmf.utils.download import download_resources
+        os.makedirs(tmp + "/src/detectron.lmdb")
+        open(tmp + "/src/detectron.lmdb/data.mdb", "w").write("features")
+        folder = tmp + "/features"
+        os.makedirs(folder)
+        with tarfile.open(folder + "/features.tar.gz", "w:gz") as tar:  # placed by hand, as the error message says
+            tar.add(tmp + "/src/detectron.lmdb", arcname="detectron.lmdb")
+        digest = hashlib.sha256(open(folder + "/features.tar.gz", "rb").read()).hexdigest()
+        download_resources([{"url": "mmf://datasets/x/features.tar.gz", "file_name": "features.tar.gz",
+                             "hashcode": digest}], folder, "1.0")
+        assert os.path.isfile(folder + "/detectron.lmdb/data.mdb"), "the archive placed by hand was not extracted"
+    """, "the archive placed by hand was not extracted"),
+    "zoo_model_key": ("""
+        from mmf.common.registry import registry
+        from mmf.utils.checkpoint import load_pretrained_model
+        from tests import inprocess
+        registry.register("config", inprocess.configuration(tmp, "vilbert"))
+        try:
+            load_pretrained_model("vilbert.pretrained.cc.smal")  # a typo
+        except KeyError as error:
+            assert "vilbert.pretrained.cc.small" in str(error), str(error)
+        else:
+            raise AssertionError("no error for an unknown zoo key")
+    """, "is not iterable"),
+    "zoo_when_missing": ("""
+        from mmf.common.registry import registry
+        from mmf.datasets.builders.mmimdb.builder import MMIMDbBuilder
+        from tests import inprocess, replicas
+        replicas.mmimdb(tmp + "/data", sizes=(2, 2, 2))  # everything in place, in MMF's layout
+        config = inprocess.configuration(tmp, "vilbert", dataset="mmimdb", opts=["env.data_dir=" + tmp + "/data"])
+        registry.register("config", config)
+        MMIMDbBuilder().build(config.dataset_config.mmimdb)
+    """, "Download failed"),
+    "hm_convert": ("""
+        from mmf_cli.hm_convert import HMConverter
+        from tests import replicas
+        zip_path = replicas.hateful_memes_zip(tmp + "/hm.zip", "pw", sizes=(2, 1, 1))  # phase 2
+        sys.argv = ["mmf_convert_hm", "--zip_file", zip_path, "--password", "pw", "--mmf_data_folder", tmp + "/mmf",
+                    "--bypass_checksum", "1"]
+        HMConverter().convert()
+        assert os.path.isfile(tmp + "/mmf/datasets/hateful_memes/defaults/annotations/dev_unseen.jsonl")
+    """, "dev.jsonl doesn't exist"),
     "annotation_lines": ("""
         from mmf.datasets.databases.annotation_database import AnnotationDatabase
         open(tmp + "/bad.jsonl", "w").write('{"id": 1}\\n{"id": \\n')

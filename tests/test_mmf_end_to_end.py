@@ -13,8 +13,6 @@ import torch
 
 from tests import replicas, runner
 
-VE_NPY_FEATURES = {s: ["visual_entailment/defaults/features/flickr30k"] for s in ("train", "val", "test")}
-
 
 def val_metrics(save_dir: str) -> dict:
     """The last 'val/...' progress line of train.log as {metric: value}."""
@@ -88,8 +86,6 @@ def test_vilbert_trains_on_mmimdb_and_snli_ve(dataset, num_labels, metric, tmp_p
     data_dir = str(tmp_path / "data")
     getattr(replicas, dataset)(data_dir)
     overrides = {"model_config": {"vilbert": {"num_labels": num_labels}}}
-    if dataset == "visual_entailment":
-        overrides["dataset_config"] = {dataset: {"features": VE_NPY_FEATURES}}
     config = runner.tiny_config(str(tmp_path), dataset, "vilbert", overrides)
     runner.run_cli("mmf_run", config, data_dir, str(tmp_path / "save"))
     metrics = val_metrics(str(tmp_path / "save"))

@@ -1,20 +1,29 @@
 """rc10 reports missing data badly: the Hateful Memes builder asserts with a bare
-link, other datasets fail deep inside a reader (or try a zoo download, which
-cannot work offline). mmf-refnet ships an empty dataset zoo, so nothing is ever
-downloaded; here every annotation/feature/image path a dataset is about to open
-is checked first, and a missing one raises FileNotFoundError naming the config
-key, the expected path and how to obtain the data."""
+link, other datasets fail deep inside a reader. Here every annotation/feature/image
+path a dataset is about to open is checked first, and a missing one raises
+FileNotFoundError naming the config key, the expected path and how to obtain the
+data (what MMF's dataset zoo provides is downloaded before this check runs, see
+zoo_when_missing; what is still missing is data the zoo does not serve)."""
 
 import os
 
+ZOO_NOTE = (
+    "Files that MMF's dataset zoo serves are downloaded when missing (env.zoo_mirror sets a mirror); "
+    "if an earlier download left a .built.json marker in that folder, delete the marker to download again"
+)
 HOW_TO_OBTAIN = {
     "hateful_memes": (
-        "Download the Hateful Memes zip from the challenge site and convert it with "
-        "`mmf_convert_hm --zip_file=<zip> --password=<password>` (it writes "
-        "<env.data_dir>/datasets/hateful_memes/defaults/...), then extract features"
+        "The annotations and images come from the Hateful Memes challenge zip (phase 1 or 2): convert it with "
+        "`mmf_convert_hm --zip_file=<zip> --password=<password>`, which writes "
+        "<env.data_dir>/datasets/hateful_memes/defaults/annotations/*.jsonl and images/. A phase-1 zip has "
+        "dev.jsonl/test.jsonl: set dataset_config.hateful_memes.annotation_set=phase1 (phase 2: unseen, the "
+        "default, or seen). The region features (features/detectron.lmdb) come from MMF's dataset zoo"
     ),
-    "mmimdb": "Place the MM-IMDB annotations (jsonl) and region features in this layout",
-    "visual_entailment": "Place the SNLI-VE annotations (jsonl) and Flickr30k region features in this layout",
+    "mmimdb": "MMF's dataset zoo entry 'mmimdb' serves the annotations, features and extras in this layout",
+    "visual_entailment": (
+        "MMF's dataset zoo serves the SNLI-VE annotations (visual_entailment.defaults) and the Flickr30k region "
+        "features (flickr30k.defaults) in this layout"
+    ),
 }
 
 
@@ -23,10 +32,10 @@ def _hint(dataset_name: str) -> str:
 
 
 def missing_path_error(dataset_name, dataset_type, attribute, path) -> FileNotFoundError:
+    zoo_note = f" {ZOO_NOTE}." if dataset_name in HOW_TO_OBTAIN else ""
     return FileNotFoundError(
         f"{dataset_name} ({dataset_type} split): dataset_config.{dataset_name}.{attribute}."
-        f"{dataset_type} points at '{path}', which does not exist. {_hint(dataset_name)}. "
-        "mmf-refnet never downloads data."
+        f"{dataset_type} points at '{path}', which does not exist. {_hint(dataset_name)}.{zoo_note}"
     )
 
 
@@ -46,7 +55,7 @@ def _check_hateful_memes_layout(builder) -> None:
         raise FileNotFoundError(
             f"{builder.dataset_name}: MMF's Hateful Memes builder requires '{expected}' "
             f"(<env.data_dir>/datasets/{builder.dataset_name}/defaults/annotations/train.jsonl), "
-            f"which does not exist. {_hint('hateful_memes')}. mmf-refnet never downloads data."
+            f"which does not exist. {_hint('hateful_memes')}."
         )
 
 
