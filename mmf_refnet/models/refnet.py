@@ -47,6 +47,18 @@ def merge_equal_groups(groups):
     return [group for group in merged.values() if group["params"]]
 
 
+def freeze(module: nn.Module) -> None:
+    """No gradients and eval mode (no dropout) for ``module``; ``ReFNet.train`` keeps it in eval mode."""
+    for parameter in module.parameters():
+        parameter.requires_grad = False
+    module.eval()
+
+
+def without_frozen(groups):
+    """Optimizer groups without parameters that take no gradient (a frozen backbone's)."""
+    return [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups]
+
+
 def decays(name: str, parameter: nn.Parameter) -> bool:
     """Weight decay for weight matrices; not for biases (the refiner's stacked ones are 2-d) or norm scales (1-d)."""
     return parameter.dim() > 1 and not name.rsplit(".", 1)[-1].startswith("bias")
@@ -108,14 +120,21 @@ class ReFNet(ViLBERT):
         # so MMF's "losses already present" warning says nothing useful here.
         self._logged_warning["losses_present"] = True
         if config.freeze_base:
-            for parameter in self.model.bert.parameters():
-                parameter.requires_grad = False
+            freeze(self.model.bert)
+
+    def train(self, mode: bool = True):
+        """A frozen backbone (``freeze_base``) stays in eval mode whatever the trainer asks (rc10 calls
+        ``model.train()`` after every evaluation): its features are computed as in inference (no dropout)."""
+        super().train(mode)
+        if getattr(self, "config", None) is not None and self.config.freeze_base and hasattr(self, "model"):
+            self.model.bert.eval()
+        return self
 
     def _model_name(self) -> str:
         return self.config.get("model", "refnet") or "refnet"
 
     def get_optimizer_parameters(self, config):
-        """Every trainable part: backbone at lr × finetune_lr_multiplier, the ReFNet head at lr.
+        """Every trainable part: backbone at lr × finetune_lr_multiplier (none of it if frozen), the head at lr.
 
         rc10's ViLBERT returns only ``bert`` and ``classifier``, which would leave
         the fusion layer and the refiner silently untrained. Groups with equal
@@ -124,7 +143,8 @@ class ReFNet(ViLBERT):
         launches its kernels once per group.
         """
         lr = config.optimizer.params.lr
-        groups = get_bert_configured_parameters(self.model.bert, lr * float(self.config.finetune_lr_multiplier))
+        groups = without_frozen(get_bert_configured_parameters(self.model.bert,
+                                                               lr * float(self.config.finetune_lr_multiplier)))
         head = [(name, p) for part in (self.model.fusion_norm, self.model.fusion, self.model.classifier, self.model.refiner)
                 for name, p in part.named_parameters()]
         groups += [{"params": [p for name, p in head if decays(name, p)], "weight_decay": 0.01, "lr": lr},
