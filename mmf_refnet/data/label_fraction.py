@@ -10,9 +10,12 @@ again (through MMF's registry, as any plugin may) with dataset subclasses that:
   whole unlabeled set for refiner pretraining) by giving them a placeholder target;
 * mark every sample with ``labeled`` (bool) when some training row is unlabeled, so
   the model trains the refiner on all samples and the downstream/MS losses only on
-  labeled ones. With all labels present no field is added (no extra work per step).
+  labeled ones. With all labels present no field is added (no extra work per step);
+* put ``dataset_config.<name>.labeled_per_batch`` labeled rows in every training batch
+  when some rows are unlabeled (``data.labeled_batches``; ``natural``: random mixing).
 """
 
+import logging
 import random
 from collections import defaultdict
 from typing import Callable, List, Optional, Sequence
@@ -26,7 +29,10 @@ from mmf.datasets.builders.mmimdb.dataset import MMIMDbDataset
 from mmf.datasets.builders.visual_entailment.builder import VisualEntailmentBuilder
 from mmf.datasets.builders.visual_entailment.dataset import VisualEntailmentDataset
 
+from mmf_refnet.data.labeled_batches import NATURAL, LabeledBatchSampler, labeled_rows_per_batch
 from mmf_refnet.losses import LABEL_AWARE_LOSSES
+
+logger = logging.getLogger(__name__)
 
 
 def select_labeled(labels: Sequence[Optional[object]], fraction: float, seed: int, stratify: bool = True) -> List[bool]:
@@ -115,6 +121,27 @@ class LabelFractionMixin:
 
     def labeled_count(self) -> int:
         return len(self.annotation_db) if self._labeled is None else sum(self._labeled)
+
+    def train_batch_sampler(self, batch_size: int, seed: int, num_replicas: int = 1, rank: int = 0):
+        """This rank's training batches (the hook of ``data.resumable``): ``labeled_per_batch`` labeled
+        rows in each when some rows are unlabeled (``data.labeled_batches``), else rc10's random mixing."""
+        from mmf_refnet.data.resumable import default_batch_sampler
+
+        count = self._labeled_per_batch(batch_size * num_replicas)
+        if count is None:
+            return default_batch_sampler(self, batch_size=batch_size, seed=seed, num_replicas=num_replicas, rank=rank)
+        return LabeledBatchSampler(self._labeled, batch_size, count, seed, num_replicas, rank)
+
+    def _labeled_per_batch(self, global_batch: int) -> Optional[int]:
+        key = f"dataset_config.{self.dataset_name}.labeled_per_batch"
+        count = labeled_rows_per_batch(self.config.get("labeled_per_batch", NATURAL), global_batch, key)
+        if count is None or self._labeled is None or not any(self._labeled):
+            return None  # natural mixing; every row labeled; or none (refiner pretraining)
+        pool = sum(self._labeled)
+        if pool < count:
+            logger.warning(f"{key} asks for {count} labeled rows per batch but only {pool} training rows are "
+                           f"labeled: every batch carries all {pool}")
+        return count
 
 
 class HatefulMemesDataset(LabelFractionMixin, HatefulMemesFeaturesDataset):
