@@ -172,7 +172,7 @@ def check_files(files, known: dict, selection: Selection) -> None:
         return
     defaults = ", ".join(selection.default_paths())
     raise UnknownConfigKeyError(
-        f"unknown key(s) in the config file(s); rc10 would ignore them and train with the defaults:\n  "
+        "unknown key(s) in the config file(s); rc10 would ignore them and train with the defaults:\n  "
         + "\n  ".join(problems)
         + f"\nmodel_config.{selection.model} and dataset_config.<dataset> take only the keys of their default "
         f"configs ({defaults}); open sections: includes, env, optimizer, scheduler, any 'params', a dataset's "

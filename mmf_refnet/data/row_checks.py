@@ -125,8 +125,20 @@ def model_num_labels(config) -> Optional[tuple]:
     return model, int(attributes.num_labels)
 
 
+def _evaluation_reads_labels(config) -> bool:
+    """Metrics, or a model loss that reads targets (refiner pretraining and loss-free models read none)."""
+    if config.get("evaluation", {}).get("metrics"):
+        return True
+    attributes = config.get("model_config", {}).get(config.get("model")) or {}
+    if isinstance(attributes, str) or attributes.get("pretrain_refiner", False):
+        return False
+    return bool(attributes.get("losses"))
+
+
 def split_needs_labels(config, split: str) -> Optional[str]:
     """Why ``split`` must be labeled under this config's run_type (None when it need not be)."""
+    if not _evaluation_reads_labels(config):
+        return None
     run_type = str(config.get("run_type", "train"))
     predict = bool(config.get("evaluation", {}).get("predict", False))
     if split == "val" and "train" in run_type:
