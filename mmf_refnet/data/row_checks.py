@@ -218,32 +218,39 @@ def _hm_label_problem(value, bound: Optional[int]) -> Optional[str]:
     return None
 
 
-def _mmimdb_vocab(dataset):
-    processor = getattr(dataset, "answer_processor", None)
-    vocab = getattr(processor, "answer_vocab", None)
-    params = dataset.config.get("processors", {}).get("answer_processor", {}).get("params", {})
-    return vocab, params.get("vocab_file", "the answer vocabulary")
+def _answer_processor(dataset):
+    """The dataset's answer processor (built here: MMF builds processors after the dataset)."""
+    if getattr(dataset, "_refnet_answer_processor", None) is None:
+        from mmf.utils.build import build_processors
+
+        config = {"answer_processor": dataset.config.processors.answer_processor}  # a node: interpolations resolve
+        built = build_processors(config, None, data_dir=dataset.config.data_dir)
+        dataset._refnet_answer_processor = built["answer_processor"]
+    return dataset._refnet_answer_processor
+
+
+def _vocab_file(dataset) -> str:
+    return dataset.config.processors.answer_processor.get("params", {}).get("vocab_file", "the answer vocabulary")
 
 
 def _mmimdb_label_problem(dataset, value) -> Optional[str]:
     if not isinstance(value, list) or not all(isinstance(genre, str) for genre in value):
         return f"'genres' is {value!r}; expected a list of genre names"
-    vocab, vocab_file = _mmimdb_vocab(dataset)
-    if vocab is None:
-        return None
-    known = [word for word in vocab.word_list if word != vocab.UNK_TOKEN] if hasattr(vocab, "word_list") else []
-    unknown = [genre for genre in value if vocab.word2idx(genre) == vocab.UNK_INDEX]
+    processor = _answer_processor(dataset)
+    vocab = processor.answer_vocab
+    indices = processor({"answers": value})["answers_indices"].tolist()
+    unknown = [genre for genre, index in zip(value, indices) if index == vocab.get_unk_index()]
     if not unknown:
         return None
+    known = [word for word in vocab.word_list if word != vocab.get_unk_token()]
     near = difflib.get_close_matches(unknown[0], known, n=3)
     hint = f" (nearest: {', '.join(near)})" if near else ""
-    return f"genre {unknown[0]!r} is not in the class list {vocab_file}{hint}"
+    return f"genre {unknown[0]!r} is not in the class list {_vocab_file(dataset)}{hint}"
 
 
 def _mmimdb_classes(dataset) -> tuple:
-    vocab, vocab_file = _mmimdb_vocab(dataset)
-    size = dataset.answer_processor.get_vocab_size()
-    return size, f"{vocab_file}: its genres + MMF's <unk> slot of the answer vocabulary"
+    return (_answer_processor(dataset).get_vocab_size(),
+            f"{_vocab_file(dataset)}: its genres + MMF's <unk> slot of the answer vocabulary")
 
 
 def _label_rules(dataset, row_format: RowFormat) -> LabelRules:
