@@ -33,7 +33,9 @@ from typing import List, Optional, Tuple
 from omegaconf import OmegaConf
 
 OPEN_TOP_LEVEL = {"includes", "env", "optimizer", "scheduler"}
-EXTRA_TOP_LEVEL = {"dataset", "learning_rate"}  # read by rc10 / mmf-refnet without a default
+# read by rc10 / mmf-refnet without a default, or set at run time (a checkpoint's saved config has them)
+EXTRA_TOP_LEVEL = {"dataset", "learning_rate", "device_id", "start_rank"}
+MODEL_RUNTIME_KEYS = ("model",)  # rc10's trainer adds the model's name to its section
 OPEN_NAMES = {"params", "processors", "pretrained_state_mapping"}
 RC10_DATASET_KEYS = ("feature_key", "image_key", "download_initially", "use_ocr", "use_ocr_info", "add_answer")
 NUMERIC_PARAM_SECTIONS = ("optimizer", "scheduler")
@@ -101,6 +103,9 @@ def known_keys(default_config, selection: Selection) -> dict:
 
     merged = OmegaConf.merge(default_config, *[load_yaml(path) for path in selection.default_paths()])
     known = OmegaConf.to_container(merged, resolve=False)
+    model_section = known.get("model_config", {}).get(selection.model)
+    if isinstance(model_section, dict):
+        model_section.update({key: model_section.get(key) for key in MODEL_RUNTIME_KEYS})
     for name in selection.datasets:
         section = known.get("dataset_config", {}).get(name)
         if isinstance(section, dict):
