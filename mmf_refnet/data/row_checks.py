@@ -25,7 +25,8 @@ Checked per file:
 """
 
 import difflib
-from typing import Callable, Dict, List, Optional, Sequence
+import os
+from typing import Dict, List, Optional, Sequence
 
 from mmf.common.registry import registry
 
@@ -66,21 +67,9 @@ def _is_name(value) -> bool:
 class RowFormat:
     """What a dataset reads from a row: required keys (check, expectation), label and id keys."""
 
-    def __init__(self, required: Dict[str, tuple], label_key: str, id_key: Optional[str] = None,
+    def __init__(self, required: Dict[str, tuple], labels: type, id_key: Optional[str] = None,
                  unique_ids: bool = False):
-        self.required, self.label_key, self.id_key, self.unique_ids = required, label_key, id_key, unique_ids
-
-
-HATEFUL_MEMES = RowFormat({
-    "id": (_is_int_id, "an integer id (rc10 converts it with int())"),
-    "img": (_is_name, "the image path, e.g. 'img/01234.png' (its basename names the feature)"),
-    "text": (_is_text, "the caption, a string"),
-}, label_key="label", id_key="id", unique_ids=True)
-MMIMDB = RowFormat({"plot": (_is_plot, "the plot, a string or a list of strings")}, label_key="genres", id_key="id")
-VISUAL_ENTAILMENT = RowFormat({
-    "sentence2": (_is_text, "the hypothesis, a string"),
-    "Flikr30kID": (_is_name, "the Flickr30k image name, e.g. '3000001.jpg' (it names the feature)"),
-}, label_key="gold_label")
+        self.required, self.labels, self.id_key, self.unique_ids = required, labels, id_key, unique_ids
 
 
 class AnnotationFile:
@@ -184,96 +173,117 @@ def _duplicates(annotations: AnnotationFile) -> List[str]:
     return problems
 
 
-class LabelRules:
-    """How to read and check one dataset's labels (``check`` returns a problem or None)."""
+class Labels:
+    """One dataset's labels: whether a row has one, what is wrong with it, how many classes."""
 
-    def __init__(self, present: Callable, check: Callable, classes: Callable, found: Callable):
-        self.present, self.check, self.classes, self.found = present, check, classes, found
+    key = "label"
 
+    def __init__(self, dataset, annotations: AnnotationFile):
+        self.dataset, self.annotations = dataset, annotations
 
-def _hm_classes(annotations: AnnotationFile, labels: List[int]) -> tuple:
-    found = f"labels found: {sorted(set(labels))}"
-    classes_file = _classes_file_beside(annotations.path)
-    if not classes_file:
-        return 2, f"the Hateful Memes layout is binary without a classes.txt beside the annotations; {found}"
-    with open(classes_file, encoding="utf-8") as handle:
-        count = len([line for line in handle if line.strip()])
-    return count, f"{classes_file} lists {count}; {found}"
+    def present(self, row) -> bool:
+        return row.get(self.key) is not None
 
+    def problem(self, value) -> Optional[str]:
+        raise NotImplementedError
 
-def _classes_file_beside(path: str) -> Optional[str]:
-    import os
+    def classes(self, values: list) -> tuple:
+        """(number of classes, where that number comes from)."""
+        raise NotImplementedError
 
-    candidate = os.path.join(os.path.dirname(path), "classes.txt")
-    return candidate if os.path.isfile(candidate) else None
-
-
-def _hm_label_problem(value, bound: Optional[int]) -> Optional[str]:
-    if not _is_int(value):
-        kind = "a string" if isinstance(value, str) else type(value).__name__
-        return f"'label' is {value!r} ({kind}); expected an integer class index" + (
-            f" in [0, {bound})" if bound else "")
-    if value < 0 or (bound is not None and value >= bound):
-        return f"'label' is {value}; expected an integer class index in [0, {bound})"
-    return None
-
-
-def _answer_processor(dataset):
-    """The dataset's answer processor (built here: MMF builds processors after the dataset)."""
-    if getattr(dataset, "_refnet_answer_processor", None) is None:
-        from mmf.utils.build import build_processors
-
-        config = {"answer_processor": dataset.config.processors.answer_processor}  # a node: interpolations resolve
-        built = build_processors(config, None, data_dir=dataset.config.data_dir)
-        dataset._refnet_answer_processor = built["answer_processor"]
-    return dataset._refnet_answer_processor
-
-
-def _vocab_file(dataset) -> str:
-    return dataset.config.processors.answer_processor.get("params", {}).get("vocab_file", "the answer vocabulary")
-
-
-def _mmimdb_label_problem(dataset, value) -> Optional[str]:
-    if not isinstance(value, list) or not all(isinstance(genre, str) for genre in value):
-        return f"'genres' is {value!r}; expected a list of genre names"
-    processor = _answer_processor(dataset)
-    vocab = processor.answer_vocab
-    indices = processor({"answers": value})["answers_indices"].tolist()
-    unknown = [genre for genre, index in zip(value, indices) if index == vocab.get_unk_index()]
-    if not unknown:
+    def out_of_range(self, value, num_labels: Optional[int]) -> Optional[str]:
         return None
-    known = [word for word in vocab.word_list if word != vocab.get_unk_token()]
-    near = difflib.get_close_matches(unknown[0], known, n=3)
-    hint = f" (nearest: {', '.join(near)})" if near else ""
-    return f"genre {unknown[0]!r} is not in the class list {_vocab_file(dataset)}{hint}"
 
 
-def _mmimdb_classes(dataset) -> tuple:
-    return (_answer_processor(dataset).get_vocab_size(),
-            f"{_vocab_file(dataset)}: its genres + MMF's <unk> slot of the answer vocabulary")
+class HatefulMemesLabels(Labels):
+    def problem(self, value) -> Optional[str]:
+        if _is_int(value):
+            return None
+        kind = "a string" if isinstance(value, str) else type(value).__name__
+        return f"'label' is {value!r} ({kind}); expected an integer class index"
+
+    def out_of_range(self, value, num_labels: Optional[int]) -> Optional[str]:
+        if value < 0 or (num_labels is not None and value >= num_labels):
+            expected = f"in [0, {num_labels})" if num_labels is not None else "(>= 0)"
+            return f"'label' is {value}; expected an integer class index {expected}"
+        return None
+
+    def classes(self, values: list) -> tuple:
+        found = f"labels found: {sorted(set(values))}"
+        classes_file = os.path.join(os.path.dirname(self.annotations.path), "classes.txt")
+        if not os.path.isfile(classes_file):
+            return 2, f"the Hateful Memes layout is binary without a classes.txt beside the annotations; {found}"
+        with open(classes_file, encoding="utf-8") as handle:
+            count = len([line for line in handle if line.strip()])
+        return count, f"{classes_file} lists {count}; {found}"
 
 
-def _label_rules(dataset, row_format: RowFormat) -> LabelRules:
-    if row_format is HATEFUL_MEMES:
-        return LabelRules(present=lambda row: row.get("label") is not None,
-                          check=lambda value: _hm_label_problem(value, None),
-                          classes=_hm_classes, found=lambda row: row["label"])
-    if row_format is MMIMDB:
-        return LabelRules(present=lambda row: bool(row.get("genres")),
-                          check=lambda value: _mmimdb_label_problem(dataset, value),
-                          classes=lambda annotations, labels: _mmimdb_classes(dataset), found=lambda row: None)
-    return LabelRules(
-        present=lambda row: row.get("gold_label") is not None,
-        check=lambda value: None if value in VE_LABELS else f"'gold_label' is {value!r}; expected one of {list(VE_LABELS)}",
-        classes=lambda annotations, labels: (3, f"SNLI-VE: {', '.join(VE_LABELS)}"), found=lambda row: None)
+class MMIMDbLabels(Labels):
+    key = "genres"
+
+    def present(self, row) -> bool:
+        return bool(row.get(self.key))
+
+    @property
+    def processor(self):
+        """The dataset's answer processor (built here: MMF builds processors after the dataset)."""
+        if getattr(self, "_processor", None) is None:
+            from mmf.utils.build import build_processors
+
+            config = {"answer_processor": self.dataset.config.processors.answer_processor}  # a node: interpolations resolve
+            self._processor = build_processors(config, None, data_dir=self.dataset.config.data_dir)["answer_processor"]
+        return self._processor
+
+    @property
+    def vocab_file(self) -> str:
+        params = self.dataset.config.processors.answer_processor.get("params", {})
+        return params.get("vocab_file", "the answer vocabulary")
+
+    def problem(self, value) -> Optional[str]:
+        if not isinstance(value, list) or not all(isinstance(genre, str) for genre in value):
+            return f"'genres' is {value!r}; expected a list of genre names"
+        vocab = self.processor.answer_vocab
+        indices = self.processor({"answers": value})["answers_indices"].tolist()
+        unknown = [genre for genre, index in zip(value, indices) if index == vocab.get_unk_index()]
+        if not unknown:
+            return None
+        known = [word for word in vocab.word_list if word != vocab.get_unk_token()]
+        near = difflib.get_close_matches(unknown[0], known, n=3)
+        hint = f" (nearest: {', '.join(near)})" if near else ""
+        return f"genre {unknown[0]!r} is not in the class list {self.vocab_file}{hint}"
+
+    def classes(self, values: list) -> tuple:
+        return self.processor.get_vocab_size(), f"{self.vocab_file}: its genres + MMF's <unk> slot of the answer vocabulary"
+
+
+class VisualEntailmentLabels(Labels):
+    key = "gold_label"
+
+    def problem(self, value) -> Optional[str]:
+        return None if value in VE_LABELS else f"'gold_label' is {value!r}; expected one of {list(VE_LABELS)}"
+
+    def classes(self, values: list) -> tuple:
+        return len(VE_LABELS), f"SNLI-VE: {', '.join(VE_LABELS)}"
+
+
+HATEFUL_MEMES = RowFormat({
+    "id": (_is_int_id, "an integer id (rc10 converts it with int())"),
+    "img": (_is_name, "the image path, e.g. 'img/01234.png' (its basename names the feature)"),
+    "text": (_is_text, "the caption, a string"),
+}, labels=HatefulMemesLabels, id_key="id", unique_ids=True)
+MMIMDB = RowFormat({"plot": (_is_plot, "the plot, a string or a list of strings")}, labels=MMIMDbLabels, id_key="id")
+VISUAL_ENTAILMENT = RowFormat({
+    "sentence2": (_is_text, "the hypothesis, a string"),
+    "Flikr30kID": (_is_name, "the Flickr30k image name, e.g. '3000001.jpg' (it names the feature)"),
+}, labels=VisualEntailmentLabels)
 
 
 # --------------------------------------------------------------------------- the check
 
 
-def _num_labels_problem(annotations: AnnotationFile, rules: LabelRules, labels: list, model: tuple) -> Optional[str]:
+def _num_labels_problem(labels: Labels, values: list, model: tuple) -> Optional[str]:
     name, num_labels = model
-    count, source = rules.classes(annotations, labels)
+    count, source = labels.classes(values)
     if num_labels == count:
         return None
     message = (f"model_config.{name}.num_labels is {num_labels}, but the data has {count} classes ({source}). "
@@ -285,31 +295,30 @@ def _num_labels_problem(annotations: AnnotationFile, rules: LabelRules, labels: 
                       if num_labels > count else "")
 
 
-def _label_problems(annotations: AnnotationFile, rules: LabelRules, config, bound: Optional[int]) -> List[str]:
-    problems, labels, unlabeled = [], [], []
+def _label_problems(annotations: AnnotationFile, labels: Labels, config) -> List[str]:
+    problems, found, unlabeled = [], [], []
     for index, row in enumerate(annotations.rows):
-        if not rules.present(row):
+        if not labels.present(row):
             unlabeled.append(index)
-            continue
-        problem = rules.check(row[annotations.format.label_key])
-        if problem:
-            problems.append(f"{annotations.where(index)}: {problem}")
-        elif rules.found(row) is not None:
-            labels.append((index, rules.found(row)))
+        elif labels.problem(row[labels.key]):
+            problems.append(f"{annotations.where(index)}: {labels.problem(row[labels.key])}")
+        else:
+            found.append((index, row[labels.key]))
     reason = split_needs_labels(config, annotations.split) if config is not None else None
     if unlabeled and reason and annotations.split != "train":
         first = annotations.where(unlabeled[0], with_path=False)
-        problems.append(f"{len(unlabeled)} of {len(annotations.rows)} rows have no "
-                        f"'{annotations.format.label_key}' (first: {first}), but {reason}")
-    model = model_num_labels(config)
-    if problems or not model:
+        problems.append(f"{len(unlabeled)} of {len(annotations.rows)} rows have no '{labels.key}' (first: {first}), "
+                        f"but {reason}")
+    if problems:
         return problems
-    if annotations.split == "train" and len(unlabeled) < len(annotations.rows):
-        problem = _num_labels_problem(annotations, rules, [label for _, label in labels], model)
+    model = model_num_labels(config)
+    if model and annotations.split == "train" and found:
+        problem = _num_labels_problem(labels, [value for _, value in found], model)
         if problem:
-            return [problem]  # it explains any label out of range below
-    return [f"{annotations.where(index)}: {_hm_label_problem(label, bound)}"
-            for index, label in labels if _hm_label_problem(label, bound)]
+            return [problem]  # it explains any label out of range
+    num_labels = model[1] if model else None
+    return [f"{annotations.where(index)}: {labels.out_of_range(value, num_labels)}"
+            for index, value in found if labels.out_of_range(value, num_labels)]
 
 
 def _row_format(dataset) -> Optional[RowFormat]:
@@ -338,10 +347,7 @@ def check_annotation_file(dataset) -> None:
     if row_format.unique_ids:
         problems.extend(_duplicates(annotations))
     if not problems:
-        config = registry.get("config")
-        model = model_num_labels(config)
-        bound = model[1] if model else None
-        problems.extend(_label_problems(annotations, _label_rules(dataset, row_format), config, bound))
+        problems.extend(_label_problems(annotations, row_format.labels(dataset, annotations), registry.get("config")))
     if problems:
         shown = "\n  ".join(problems[:MAX_SHOWN])
         more = f"\n  ... and {len(problems) - MAX_SHOWN} more" if len(problems) > MAX_SHOWN else ""
