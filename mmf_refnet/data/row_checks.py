@@ -295,7 +295,8 @@ def _num_labels_problem(labels: Labels, values: list, model: tuple) -> Optional[
                       if num_labels > count else "")
 
 
-def _label_problems(annotations: AnnotationFile, labels: Labels, config) -> List[str]:
+def _label_rows(annotations: AnnotationFile, labels: Labels) -> tuple:
+    """(problems of single labels, [(index, label)] of valid ones, indices of unlabeled rows)."""
     problems, found, unlabeled = [], [], []
     for index, row in enumerate(annotations.rows):
         if not labels.present(row):
@@ -304,13 +305,19 @@ def _label_problems(annotations: AnnotationFile, labels: Labels, config) -> List
             problems.append(f"{annotations.where(index)}: {labels.problem(row[labels.key])}")
         else:
             found.append((index, row[labels.key]))
+    return problems, found, unlabeled
+
+
+def _unlabeled_problem(annotations: AnnotationFile, labels: Labels, unlabeled: list, config) -> List[str]:
     reason = split_needs_labels(config, annotations.split) if config is not None else None
-    if unlabeled and reason and annotations.split != "train":
-        first = annotations.where(unlabeled[0], with_path=False)
-        problems.append(f"{len(unlabeled)} of {len(annotations.rows)} rows have no '{labels.key}' (first: {first}), "
-                        f"but {reason}")
-    if problems:
-        return problems
+    if not unlabeled or not reason or annotations.split == "train":
+        return []
+    first = annotations.where(unlabeled[0], with_path=False)
+    return [f"{len(unlabeled)} of {len(annotations.rows)} rows have no '{labels.key}' (first: {first}), but {reason}"]
+
+
+def _num_labels_problems(annotations: AnnotationFile, labels: Labels, found: list, config) -> List[str]:
+    """The model's num_labels against the classes (training files), then each label's range."""
     model = model_num_labels(config)
     if model and annotations.split == "train" and found:
         problem = _num_labels_problem(labels, [value for _, value in found], model)
@@ -341,13 +348,14 @@ def check_annotation_file(dataset) -> None:
     annotations = AnnotationFile(dataset, row_format)
     if not annotations.rows:
         raise AnnotationError(f"{annotations.described} has no rows: every split needs at least one annotated row")
-    problems = []
-    for index in range(len(annotations.rows)):
-        problems.extend(_missing_or_wrong(annotations, index))
+    config, labels = registry.get("config"), row_format.labels(dataset, annotations)
+    problems = [problem for index in range(len(annotations.rows)) for problem in _missing_or_wrong(annotations, index)]
     if row_format.unique_ids:
         problems.extend(_duplicates(annotations))
+    label_problems, found, unlabeled = _label_rows(annotations, labels)
+    problems += label_problems + _unlabeled_problem(annotations, labels, unlabeled, config)
     if not problems:
-        problems.extend(_label_problems(annotations, row_format.labels(dataset, annotations), registry.get("config")))
+        problems = _num_labels_problems(annotations, labels, found, config)
     if problems:
         shown = "\n  ".join(problems[:MAX_SHOWN])
         more = f"\n  ... and {len(problems) - MAX_SHOWN} more" if len(problems) > MAX_SHOWN else ""
