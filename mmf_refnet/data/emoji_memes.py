@@ -434,12 +434,12 @@ def _build(root: Path, variant: str, marker: Path, key: str, stored: dict, seed:
         "counts": {s: len(rows[s]) for s in SPLITS},
         "num_emojis": {s: len({feature_name(r["img"]) for r in rows[s]}) for s in SPLITS},
         "features": {"written": report.written, "skipped_existing": report.skipped_existing, "reused": reused},
-        "written_annotations": [str(p) for p in to_write], "kept_annotations": [str(p) for p in kept],
     }
     marker_data = {"key": key, "result": result, "feature_names": [image_name(r.id) for r in records],
                    "annotation_sha256": {p.relative_to(root).as_posix(): _sha256(t) for p, t in texts.items()}}
     _write_text(marker, json.dumps(marker_data, indent=1, sort_keys=True))
-    return {**result, **paths, "cached": False}
+    return {**result, **paths, "cached": False, "written_annotations": [str(p) for p in to_write],
+            "kept_annotations": [str(p) for p in kept]}
 
 
 # --------------------------------------------------------------------------- validation
