@@ -4,7 +4,6 @@ In-process versions with more cases: tests/test_input_checks.py, tests/test_conf
 
 import glob
 import hashlib
-import json
 import os
 import pickle
 import shutil
@@ -13,6 +12,7 @@ import lmdb
 import pytest
 
 from tests import replicas, runner
+from tests.test_input_checks import edit_lmdb, read_rows, write_rows
 
 
 @pytest.fixture()
@@ -51,24 +51,6 @@ def _refused(hm, tmp_path, *opts, config=None, before_training=True):
 
 def _annotation(hm, name):
     return os.path.join(hm["root"], "annotations", name)
-
-
-def _rows(path):
-    with open(path) as handle:
-        return [json.loads(line) for line in handle]
-
-
-def _write_rows(path, rows):
-    with open(path, "w") as handle:
-        handle.write("".join(json.dumps(row) + "\n" for row in rows))
-
-
-def _edit_lmdb(hm, key, change):
-    env = lmdb.open(os.path.join(hm["root"], "features", "detectron.lmdb"), map_size=1 << 28)
-    with env.begin(write=True) as txn:
-        entry = change(pickle.loads(txn.get(key.encode())))
-        txn.delete(key.encode()) if entry is None else txn.put(key.encode(), pickle.dumps(entry))
-    env.close()
 
 
 def test_missing_data_dir_names_the_expected_path(hm, tmp_path):
@@ -141,11 +123,11 @@ def test_minilm_asset_directory_can_be_overridden_and_a_bad_one_is_named(tmp_pat
 
 def test_every_bad_row_of_a_file_is_named_before_training(hm, tmp_path):
     path = _annotation(hm, "train.jsonl")
-    rows = _rows(path)
+    rows = read_rows(path)
     del rows[5]["text"]
     rows[2]["label"] = "1"
     rows[9]["id"] = rows[7]["id"]
-    _write_rows(path, rows)
+    write_rows(path, rows)
     output = _refused(hm, tmp_path)
     assert f"3 problem(s) in {path} (dataset_config.hateful_memes.annotations.train):" in output
     assert f"{path}, line 6 (id {rows[5]['id']}): no 'text' key; expected the caption, a string" in output
@@ -172,8 +154,9 @@ def test_train_val_inference_with_an_unlabeled_test_split_is_refused_before_trai
 
 
 def test_feature_of_the_wrong_width_is_named(hm, tmp_path):
-    key = f"{_rows(_annotation(hm, 'train.jsonl'))[4]['id']:05d}"
-    _edit_lmdb(hm, key, lambda entry: {**entry, "features": entry["features"][:, :8]})
+    key = f"{read_rows(_annotation(hm, 'train.jsonl'))[4]['id']:05d}"
+    store = os.path.join(hm["root"], "features", "detectron.lmdb")
+    edit_lmdb(store, key, lambda entry: {**entry, "features": entry["features"][:, :8]})
     output = _refused(hm, tmp_path)
     assert f"feature '{key}.npy' in " in output and f"has width 8 (shape ({replicas.N_BOXES}, 8)); expected " \
         f"{replicas.FEATURE_DIM} (model_config.vilbert.v_feature_size)" in output
