@@ -45,6 +45,7 @@ def expected_width(database, first_width: int):
 
 def check_features(database, feat_file: str, features) -> None:
     for store, feature in zip(database.paths, features):
+        feature = torch.as_tensor(feature)  # rc10's readers return tensors; other readers may return arrays
         width, source = expected_width(database, feature.shape[-1])
         if feature.shape[-1] != width:
             raise BadFeatureError(
