@@ -43,6 +43,21 @@ SNIPPETS = {
         Configuration(argparse.Namespace(opts=["config=" + runner.tiny_config(tmp, "hateful_memes", "vilbert")],
                                          config_override=None))
     """, "Required argument 'model' not passed"),
+    "config_file_keys": ("""
+        import yaml
+        from mmf.utils.configuration import Configuration
+        from tests import runner
+        path = tmp + "/typo.yaml"
+        with open(path, "w") as handle:
+            yaml.safe_dump({"includes": [runner.tiny_config(tmp, "hateful_memes", "refnet_ms")],
+                            "model_config": {"refnet_ms": {"ms_los": {"weight": 5.0}}}}, handle)
+        try:
+            Configuration(argparse.Namespace(opts=["config=" + path], config_override=None))
+        except ValueError as error:
+            assert f"{path}: model_config.refnet_ms.ms_los (did you mean: ms_loss?)" in str(error), str(error)
+        else:
+            raise AssertionError("a typo in a config file was accepted")
+    """, "a typo in a config file was accepted"),
     "unknown_model": ("""
         from tests import inprocess
         try:

@@ -22,6 +22,7 @@ PRE_IMPORT = (
 POST_IMPORT = (
     "default_configs",
     "config_names_model",
+    "config_file_keys",
     "unknown_model",
     "logger_isatty",
     "transformers_post_init",

@@ -26,6 +26,7 @@ from mmf.datasets.builders.mmimdb.dataset import MMIMDbDataset
 from mmf.datasets.builders.visual_entailment.builder import VisualEntailmentBuilder
 from mmf.datasets.builders.visual_entailment.dataset import VisualEntailmentDataset
 
+from mmf_refnet.data.row_checks import check_annotation_file
 from mmf_refnet.losses import LABEL_AWARE_LOSSES
 
 
@@ -89,6 +90,7 @@ class LabelFractionMixin:
     fill_placeholder: Callable = None
 
     def _setup_labels(self) -> None:
+        check_annotation_file(self)  # bad rows, labels and num_labels are named before any training
         fraction = float(self.config.get("label_fraction", 1.0))
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"dataset_config.{self.dataset_name}.label_fraction must be in (0, 1], got {fraction}")
