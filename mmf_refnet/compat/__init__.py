@@ -36,6 +36,12 @@ POST_IMPORT = (
     "dataset_paths",
     "annotation_lines",
     "feature_errors",
+    "checkpoint_atomic",
+    "checkpoint_read_errors",
+    "checkpoint_key_match",
+    "resume_source",
+    "best_restore",
+    "save_dir_lock",
 )
 
 _applied: set = set()
