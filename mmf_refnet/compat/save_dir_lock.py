@@ -2,8 +2,9 @@
 ``env.save_dir``: two runs on one folder both exit 0, every checkpoint left is
 the second run's and the first run's final restore, logs and reported metrics
 come from the second's files. Now a run takes the folder's lock
-(``mmf_refnet.run_lock``) before its logger or checkpoints touch it, and keeps it
-until the process ends; a second run stops at once with an error naming the
+(``mmf_refnet.run_lock``) before its logger or checkpoints touch it (in
+``build_config``, which ``mmf_cli.run.main`` calls right before it creates the
+logger), and keeps it until the process ends; a second run stops at once with an error naming the
 holder (pid, host, start time, command). In a distributed run the run as a whole
 holds it through rank 0 (``distributed.rank``; torchrun's ``RANK``)."""
 
@@ -29,15 +30,21 @@ def lock_save_dir(config):
 
 
 def apply() -> None:
-    import mmf_cli.run as run_module
+    import sys
 
-    original = run_module.main
+    from mmf.utils import build
+
+    original = build.build_config
     if hasattr(original, "__wrapped__"):
         return
 
-    def main(configuration, *args, **kwargs):
-        lock_save_dir(configuration.get_config())
-        return original(configuration, *args, **kwargs)
+    def build_config(configuration, *args, **kwargs):
+        config = original(configuration, *args, **kwargs)
+        lock_save_dir(config)
+        return config
 
-    main.__wrapped__ = original
-    run_module.main = main
+    build_config.__wrapped__ = original
+    build.build_config = build_config
+    run = sys.modules.get("mmf_cli.run")  # bound its own name if it was imported before the plugin
+    if run is not None and getattr(run, "build_config", None) is original:
+        run.build_config = build_config
