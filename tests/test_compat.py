@@ -172,7 +172,7 @@ SNIPPETS = {
             assert "bad.jsonl, line 2" in str(error), f"no file/line in: {type(error).__name__}: {error}"
     """, "no file/line in"),
     "checkpoint_atomic": ("""
-        import io, os, torch
+        import io, torch
         from tests.checkpoint_stubs import bare_checkpoint
         checkpoint = bare_checkpoint(tmp)
         checkpoint.save(3)

@@ -331,10 +331,10 @@ def test_pretrained_state_mapping_still_copies_chosen_prefixes(tmp_path):
 
 # --- which checkpoint a resume loads -------------------------------------------
 
-def checkpoint_folder(tmp_path, files: dict, best_update=4):
+def checkpoint_folder(tmp_path, files=None, best_update=4):
     """A save_dir with small checkpoints: {relative path: update or 'truncated'}."""
     checkpoint = bare_checkpoint(str(tmp_path), best_update=best_update)
-    for name, update in files.items():
+    for name, update in (files or {}).items():
         write_checkpoint(str(tmp_path / name), update)
     return checkpoint
 

@@ -14,7 +14,9 @@ import torch
 
 from mmf_refnet.checkpoint_files import unreadable
 
-FILE_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, zipfile.BadZipFile, AttributeError)
+# what torch.load raises on bad bytes (a truncated zip may also give OSError EINVAL)
+FILE_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, zipfile.BadZipFile, AttributeError, OSError)
+NOT_THE_BYTES = (torch.OutOfMemoryError, FileNotFoundError, PermissionError, IsADirectoryError)
 
 
 def apply() -> None:
@@ -27,7 +29,7 @@ def apply() -> None:
     def _torch_load(self, file):
         try:
             return original(self, file)
-        except torch.OutOfMemoryError:
+        except NOT_THE_BYTES:
             raise
         except FILE_ERRORS as error:
             if not isinstance(file, str) or not os.path.isfile(file):
