@@ -411,7 +411,7 @@ class RefNetTrainer(BaseTrainer):
             state = None  # checkpoint.reset.counts: a new run that starts from these weights
         self._resume_lr_scheduler(state)
         if state is None:
-            if self.num_updates > 0:
+            if self.num_updates > 0 and "train" in getattr(self, "run_type", "train"):
                 self.writer.write(
                     f"refnet_trainer: the checkpoint holds no training state (an older version, or "
                     f"checkpoint.reset.optimizer): training goes on from update {self.num_updates} at its learning "
@@ -428,16 +428,13 @@ class RefNetTrainer(BaseTrainer):
                               f"process(es), none for rank {rank}: its random numbers start afresh", "warning")
 
     def _resume_lr_scheduler(self, state: Optional[dict]) -> None:
-        if self.lr_scheduler is None:
+        """The learning rate of update num_updates + 1: where rc10's ``step(num_updates)`` after update N left it,
+        under this config's schedule (a resume may change ``max_updates``); saved scheduler state first."""
+        if self.lr_scheduler is None or self.num_updates == 0:
             return
         if state is not None and state.get("lr_scheduler"):
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        elif self.num_updates > 0:
-            self.lr_scheduler.step(self.num_updates - 1)  # where rc10's step(num_updates) after update N left it
-        else:
-            return
-        for group, lr in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
-            group["lr"] = lr
+        self.lr_scheduler.step(self.num_updates - 1)
 
     def _resume_data_position(self, data: Optional[dict]) -> None:
         loader = getattr(self, "dataset_loader", None)

@@ -7,16 +7,13 @@ what is wrong with it (empty, truncated, not a checkpoint) and what to do
 (``mmf_refnet.checkpoint_files.read_checkpoint``)."""
 
 import os
-import pickle
-import zipfile
 
 import torch
 
 from mmf_refnet.checkpoint_files import unreadable
 
-# what torch.load raises on bad bytes (a truncated zip may also give OSError EINVAL)
-FILE_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, zipfile.BadZipFile, AttributeError, OSError)
-NOT_THE_BYTES = (torch.OutOfMemoryError, FileNotFoundError, PermissionError, IsADirectoryError)
+# failures that are not about the file's bytes (torch.load raises anything from EOFError to IndexError on those)
+NOT_THE_BYTES = (torch.OutOfMemoryError, FileNotFoundError, PermissionError, IsADirectoryError, KeyboardInterrupt)
 
 
 def apply() -> None:
@@ -31,7 +28,7 @@ def apply() -> None:
             return original(self, file)
         except NOT_THE_BYTES:
             raise
-        except FILE_ERRORS as error:
+        except Exception as error:
             if not isinstance(file, str) or not os.path.isfile(file):
                 raise
             raise unreadable(file, error) from None

@@ -78,7 +78,11 @@ def train_batch_sampler(dataset, batch_size: int, seed: int) -> EpochBatches:
 
 
 def draw_seed() -> int:
-    return random.SystemRandom().randrange(2**31)
+    """A random data seed (``training.seed: null``), the same on every rank (rank 0's)."""
+    seed = [random.SystemRandom().randrange(2**31)]
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.broadcast_object_list(seed, src=0)
+    return seed[0]
 
 
 class ResumableDatasetLoader(DatasetLoader):
