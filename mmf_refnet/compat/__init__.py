@@ -44,6 +44,12 @@ POST_IMPORT = (
     "annotation_lines",
     "feature_errors",
     "console_log",
+    "checkpoint_atomic",
+    "checkpoint_read_errors",
+    "checkpoint_key_match",
+    "resume_source",
+    "best_restore",
+    "save_dir_lock",
 )
 
 _applied: set = set()
