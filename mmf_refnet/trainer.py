@@ -39,6 +39,17 @@ Keys under ``training:`` (a key missing from the config takes the default here):
 ``detect_anomaly`` (``false``)
     rc10's key, honoured as before (``mmf_refnet.compat.anomaly_detection``).
 
+Resuming (``checkpoint.resume=True``) continues the same run: every checkpoint
+also holds the random generator states of every rank, the training data's seed,
+epoch and batches consumed (``mmf_refnet.data.resumable``), the LR scheduler,
+the training meter and whether the evaluation of its update was still to come.
+rc10 built the LR scheduler after loading the checkpoint, so the first update
+after a resume used the initial learning rate; here the scheduler continues.
+Evaluation draws no random numbers (its draws are forgotten), so a run that
+resumes after an evaluation sees the same generator states as one that ran it.
+The state travels inside the optimizer's state dict (as the GradScaler's does),
+so a load that resets the optimizer or copies pretrained weights ignores it.
+
 A non-finite total loss stops training with ``FloatingPointError`` naming the
 update and every individual loss, before it reaches the parameters (one host
 sync per micro-batch; MMF's non-pinned ``prepare_batch`` copy syncs anyway).
@@ -57,12 +68,17 @@ import torch
 from mmf.common.registry import registry
 from mmf.trainers.base_trainer import BaseTrainer
 from mmf.utils.general import clip_gradients, get_optimizer_parameters
+from mmf.utils.timer import Timer
 from omegaconf import OmegaConf
+
+from mmf_refnet import training_state
+from mmf_refnet.data.resumable import ResumableDatasetLoader
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEFAULTS = {"amp": "off", "tf32": True, "fused_optimizer": True, "compile": False, "update_frequency": 1}
 FUSABLE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 SCALER_KEY = "grad_scaler"  # where the GradScaler state lives inside the optimizer's state_dict
+TRAINING_STATE_KEY = "refnet_training_state"  # where the resume state lives inside it
 
 
 def training_option(training_config, key: str):
@@ -185,6 +201,26 @@ def keep_scaler_in_optimizer_state(optimizer, scaler) -> None:
     optimizer.register_load_state_dict_pre_hook(load)
 
 
+def keep_training_state_in_optimizer_state(optimizer, trainer) -> None:
+    """Save ``trainer.training_state()`` with ``optimizer.state_dict()``; hand it back on load.
+
+    As with the scaler, every rc10 checkpoint file then carries it, and rc10's
+    own rules decide when it is loaded: not with ``checkpoint.reset.optimizer``
+    or ``reset.all``, nor through ``pretrained_state_mapping``.
+    """
+
+    def save(_, state_dict):
+        state_dict[TRAINING_STATE_KEY] = trainer.training_state()
+        return state_dict
+
+    def load(_, state_dict):
+        trainer.receive_training_state(state_dict.pop(TRAINING_STATE_KEY, None))
+        return state_dict
+
+    optimizer.register_state_dict_post_hook(save)
+    optimizer.register_load_state_dict_pre_hook(load)
+
+
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -234,9 +270,24 @@ class RefNetTrainer(BaseTrainer):
     update_frequency = 1
     micro_steps = 0
     stepped = False
+    # resume state (see the module docstring)
+    accepting_training_state = False
+    received_training_state: Optional[dict] = None
+    rng_to_restore: Optional[dict] = None
+    rng_states: Optional[list] = None
+    rng_states_update: Optional[int] = None
+    evaluation_follows = False
+    pending_evaluation = False
+    epoch_start_iteration = 0
+    resume_epoch: Optional[int] = None
 
     def option(self, key: str):
         return training_option(self.config.training, key)
+
+    def load_datasets(self):
+        """rc10's datasets, with training loaders that can resume mid-epoch."""
+        self.dataset_loader = ResumableDatasetLoader(self.config, on_train_epoch=self._train_epoch_started)
+        super().load_datasets()
 
     def load_model_and_optimizer(self):
         self.amp_dtype = resolve_amp(self.option("amp"), self.device)
@@ -254,7 +305,14 @@ class RefNetTrainer(BaseTrainer):
         if self.update_frequency < 1:
             raise ValueError(f"training.update_frequency must be >= 1, got {self.update_frequency}")
         self.micro_steps, self.stepped = 0, False
-        super().load_extras()
+        keep_training_state_in_optimizer_state(self.optimizer, self)
+        self.received_training_state, self.accepting_training_state = None, True
+        try:
+            super().load_extras()  # builds the LR scheduler after the checkpoint loaded
+        finally:
+            self.accepting_training_state = False
+        self.epoch_start_iteration = self.current_iteration
+        self.resume_training_state(self.received_training_state)
         self.writer.write(self.settings_summary())
 
     def parallelize_model(self):
@@ -323,3 +381,112 @@ class RefNetTrainer(BaseTrainer):
         if not self.stepped:
             return False
         return super()._logistics(report)
+
+    # --- resume: the state a checkpoint carries -------------------------------
+
+    def training_state(self) -> dict:
+        """Everything besides weights, optimizer and counters that the next updates depend on."""
+        if self.rng_states_update != self.num_updates or self.rng_states is None:
+            self.rng_states = [training_state.rng_state()]  # a save outside the loop (single process)
+        loader = self.dataset_loader if isinstance(getattr(self, "dataset_loader", None), ResumableDatasetLoader) else None
+        return {
+            "num_updates": self.num_updates,
+            "rng": self.rng_states,
+            "data": None if loader is None else {
+                "seed": loader.data_seed, "epoch": self.current_epoch, "world_size": len(self.rng_states),
+                "batches": self.current_iteration - self.epoch_start_iteration},
+            "lr_scheduler": self.lr_scheduler.state_dict() if getattr(self, "lr_scheduler", None) else None,
+            "meter": training_state.meter_state(self.meter) if getattr(self, "meter", None) else {},
+            "pending_evaluation": self.evaluation_follows,
+        }
+
+    def receive_training_state(self, state: Optional[dict]) -> None:
+        """Keep the state of a checkpoint loaded while the trainer loads (not of the final restore)."""
+        if self.accepting_training_state:
+            self.received_training_state = state
+
+    def resume_training_state(self, state: Optional[dict]) -> None:
+        """After rc10 loaded the checkpoint and built the scheduler: continue where the run stopped."""
+        if state is not None and state.get("num_updates") != self.num_updates:
+            state = None  # checkpoint.reset.counts: a new run that starts from these weights
+        self._resume_lr_scheduler(state)
+        if state is None:
+            if self.num_updates > 0 and "train" in getattr(self, "run_type", "train"):
+                self.writer.write(
+                    f"refnet_trainer: the checkpoint holds no training state (an older version, or "
+                    f"checkpoint.reset.optimizer): training goes on from update {self.num_updates} at its learning "
+                    "rate, but the data order, random numbers and logged averages start afresh", "warning")
+            return
+        training_state.restore_meter(self.meter, state.get("meter") or {})
+        self.pending_evaluation = bool(state.get("pending_evaluation"))
+        self._resume_data_position(state.get("data"))
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        states = state.get("rng") or []
+        self.rng_to_restore = states[rank] if rank < len(states) else None
+        if self.rng_to_restore is None:
+            self.writer.write(f"refnet_trainer: the checkpoint holds random generator states for {len(states)} "
+                              f"process(es), none for rank {rank}: its random numbers start afresh", "warning")
+
+    def _resume_lr_scheduler(self, state: Optional[dict]) -> None:
+        """The learning rate of update num_updates + 1: where rc10's ``step(num_updates)`` after update N left it,
+        under this config's schedule (a resume may change ``max_updates``); saved scheduler state first."""
+        if self.lr_scheduler is None or self.num_updates == 0:
+            return
+        if state is not None and state.get("lr_scheduler"):
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.lr_scheduler.step(self.num_updates - 1)
+
+    def _resume_data_position(self, data: Optional[dict]) -> None:
+        loader = getattr(self, "dataset_loader", None)
+        if not data or not isinstance(loader, ResumableDatasetLoader) or not loader.train_batches:
+            return
+        if len(loader.train_batches) > 1:
+            self.writer.write("refnet_trainer: with several training datasets a resumed run starts a new epoch "
+                              "(rc10 interleaves them at random)", "warning")
+            return
+        loader.resume_at(data["seed"], data["epoch"], data["batches"])
+        self.epoch_start_iteration = self.current_iteration - data["batches"]
+        self.resume_epoch = data["epoch"]
+
+    def _train_epoch_started(self, epoch: int, skipped: int) -> None:
+        self.epoch_start_iteration = self.current_iteration - skipped
+
+    def _capture_rng_states(self) -> None:
+        """All ranks' generator states for the checkpoint(s) of this update (collective when distributed)."""
+        self.rng_states = training_state.gather_rng_states()
+        self.rng_states_update = self.num_updates
+
+    def _try_snapshot(self):
+        if self.num_updates % self.checkpoint_interval == 0:
+            self._capture_rng_states()
+        self.evaluation_follows = self.num_updates % self.evaluation_interval == 0
+        try:
+            super()._try_snapshot()
+        finally:
+            self.evaluation_follows = False
+
+    def _try_full_validation(self, force=False):
+        if force or self.num_updates % self.evaluation_interval == 0:
+            self._capture_rng_states()  # early stopping saves after the evaluation
+        return super()._try_full_validation(force)
+
+    def evaluate(self, loader, use_tqdm=False, single_batch=False):
+        """rc10's evaluation, whose random draws (shuffled val loader, workers) are forgotten."""
+        with training_state.preserved_rng():
+            return super().evaluate(loader, use_tqdm, single_batch)
+
+    def train(self):
+        if self.rng_to_restore is not None:
+            training_state.set_rng_state(self.rng_to_restore)
+            self.rng_to_restore = None
+        if self.pending_evaluation and "train" in self.run_type:
+            self.pending_evaluation = False
+            self.writer.write(f"refnet_trainer: the run stopped before evaluating update {self.num_updates}: "
+                              "evaluating it now")
+            self.train_timer, self.snapshot_timer = Timer(), Timer()
+            if self._try_full_validation(force=True):  # early stopping ended the run
+                self.finalize()
+                return
+        if self.resume_epoch is not None:
+            self.current_epoch, self.resume_epoch = self.resume_epoch - 1, None  # rc10's loop adds 1 first
+        super().train()

@@ -43,6 +43,21 @@ SNIPPETS = {
         Configuration(argparse.Namespace(opts=["config=" + runner.tiny_config(tmp, "hateful_memes", "vilbert")],
                                          config_override=None))
     """, "Required argument 'model' not passed"),
+    "config_file_keys": ("""
+        import yaml
+        from mmf.utils.configuration import Configuration
+        from tests import runner
+        path = tmp + "/typo.yaml"
+        with open(path, "w") as handle:
+            yaml.safe_dump({"includes": [runner.tiny_config(tmp, "hateful_memes", "refnet_ms")],
+                            "model_config": {"refnet_ms": {"ms_los": {"weight": 5.0}}}}, handle)
+        try:
+            Configuration(argparse.Namespace(opts=["config=" + path], config_override=None))
+        except ValueError as error:
+            assert f"{path}: model_config.refnet_ms.ms_los (did you mean: ms_loss?)" in str(error), str(error)
+        else:
+            raise AssertionError("a typo in a config file was accepted")
+    """, "a typo in a config file was accepted"),
     "unknown_model": ("""
         from tests import inprocess
         try:
@@ -265,6 +280,92 @@ SNIPPETS = {
         except Exception as error:
             assert "bad.jsonl, line 2" in str(error), f"no file/line in: {type(error).__name__}: {error}"
     """, "no file/line in"),
+    "checkpoint_atomic": ("""
+        import io, torch
+        from tests.checkpoint_stubs import bare_checkpoint
+        checkpoint = bare_checkpoint(tmp)
+        checkpoint.save(3)
+        save = torch.save
+
+        def dies_halfway(obj, target, *args, **kwargs):  # the process is killed while the file is written
+            buffer = io.BytesIO()
+            save(obj, buffer)
+            handle = open(target, "wb") if isinstance(target, str) else target
+            handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+            handle.flush()
+            raise KeyboardInterrupt("killed")
+
+        torch.save = dies_halfway
+        try:
+            checkpoint.save(5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            torch.save = save
+        assert not os.path.exists(tmp + "/models/model_5.ckpt"), "a half-written model_5.ckpt was left"
+        assert torch.load(tmp + "/current.ckpt")["num_updates"] == 3
+    """, "a half-written model_5.ckpt was left"),
+    "checkpoint_read_errors": ("""
+        from tests.checkpoint_stubs import bare_checkpoint
+        open(tmp + "/empty.ckpt", "wb").close()
+        try:
+            bare_checkpoint(tmp)._torch_load(tmp + "/empty.ckpt")
+        except Exception as error:
+            assert "empty.ckpt" in str(error), f"no file named: {type(error).__name__}: {error}"
+    """, "no file named: EOFError"),
+    "checkpoint_key_match": ("""
+        import torch
+        from tests.checkpoint_stubs import bare_checkpoint
+        torch.save({"model": {"other.weight": torch.zeros(2, 2)}}, tmp + "/other.ckpt")
+        try:
+            bare_checkpoint(tmp)._load(tmp + "/other.ckpt")
+        except ValueError as error:
+            assert "2 of the model's 2 weights are missing" in str(error), error
+        else:
+            raise AssertionError("a checkpoint of another model loaded without a word")
+    """, "a checkpoint of another model loaded without a word"),
+    "resume_source": ("""
+        import torch
+        from tests.checkpoint_stubs import bare_checkpoint, write_checkpoint
+        checkpoint = bare_checkpoint(tmp, resume=True)
+        write_checkpoint(tmp + "/models/model_4.ckpt", 4, value=7.0)
+        write_checkpoint(tmp + "/current.ckpt", "truncated")
+        checkpoint.load_state_dict()
+        assert torch.equal(checkpoint.trainer.model.weight, torch.full((2, 2), 7.0))
+    """, "current.ckpt is truncated"),
+    "best_restore": ("""
+        import torch
+        from tests.checkpoint_stubs import bare_checkpoint, write_checkpoint
+        checkpoint = bare_checkpoint(tmp, best_update=4)
+        write_checkpoint(tmp + "/models/model_4.ckpt", 4, value=7.0)
+        write_checkpoint(tmp + "/best.ckpt", "truncated")
+        checkpoint.restore()
+        assert torch.equal(checkpoint.trainer.model.weight, torch.full((2, 2), 7.0))
+    """, "best.ckpt is truncated"),
+    "save_dir_lock": ("""
+        import subprocess, sys
+        from types import SimpleNamespace
+        from omegaconf import OmegaConf
+        from mmf.common.registry import registry
+        from mmf.utils import build
+        config = {"env": {"save_dir": tmp}, "distributed": {"rank": None}}
+        run = f"build.build_config(SimpleNamespace(freeze=lambda: None, get_config=lambda: OmegaConf.create({config!r})))"
+        holder = subprocess.Popen([sys.executable, "-c", "import time, mmf_refnet; from types import SimpleNamespace; "
+                                   "from omegaconf import OmegaConf; from mmf.utils import build; "
+                                   f"{run}; print('HOLDING', flush=True); time.sleep(120)"],
+                                  stdout=subprocess.PIPE, text=True)
+        previous = registry.get("config", no_warning=True)
+        try:
+            assert holder.stdout.readline().strip() == "HOLDING"
+            build.build_config(SimpleNamespace(freeze=lambda: None, get_config=lambda: OmegaConf.create(config)))
+        except RuntimeError as error:
+            assert f"is in use by another run: pid {holder.pid}" in str(error), error
+        else:
+            raise AssertionError("a second run started on a save_dir in use")
+        finally:
+            holder.kill()
+            registry.register("config", previous)
+    """, "a second run started on a save_dir in use"),
     "feature_errors": ("""
         from mmf.datasets.databases.features_database import FeaturesDatabase
         from omegaconf import OmegaConf

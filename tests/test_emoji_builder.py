@@ -63,3 +63,27 @@ def test_variant_and_annotation_dir_must_agree(data_dir, tmp_path):
     result = runner.run_cli("mmf_run", config, data_dir, str(tmp_path / "save"), "dataset=emoji_memes", check=False)
     assert result.returncode != 0
     assert "dataset_config.emoji_memes.variant is 'category' but annotation_dir is" in result.stderr
+
+
+def test_mmf_run_restores_a_missing_feature_and_keeps_changed_annotations(data_dir, tmp_path):
+    """A deleted feature is re-extracted; the user's shortened train.jsonl is trained on, not regenerated."""
+    import hashlib
+    import json
+    import shutil
+
+    from mmf_refnet.data import emoji_memes as em
+
+    em.prepare_emoji_memes(data_dir, "fit", seed=0, max_emojis=40, confounder_kind="random", progress=False)
+    shutil.copytree(data_dir, tmp_path / "data")
+    root = em.dataset_root(tmp_path / "data")
+    annotations = {name: root / "annotations" / name for name in ("train.jsonl", "dev.jsonl", "test.jsonl")}
+    lines = annotations["train.jsonl"].read_text().splitlines(keepends=True)
+    annotations["train.jsonl"].write_text("".join(lines[:12]))
+    before = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in annotations.items()}
+    stem = em.feature_name(json.loads(annotations["dev.jsonl"].read_text().splitlines()[0])["img"])
+    (root / "features" / f"{stem}.npy").unlink()
+
+    runner.run_cli("mmf_run", _config(tmp_path), str(tmp_path / "data"), str(tmp_path / "save"), "dataset=emoji_memes",
+                   "training.max_updates=2", "training.batch_size=4")
+    assert {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in annotations.items()} == before
+    assert (root / "features" / f"{stem}.npy").is_file()

@@ -1,5 +1,6 @@
 """Vendored emoji assets and the emoji memes dataset (mmf_refnet.data.emoji*)."""
 
+import hashlib
 import json
 import os
 import random
@@ -261,6 +262,89 @@ def test_check_feature_files_names_id_and_file(tmp_path):
     rows = [{"id": 17, "img": "img/00099.png", "text": "x", "label": 1}]
     with pytest.raises(FileNotFoundError, match=r"row id 17 .*00099\.npy"):
         em.check_feature_files({"train.jsonl": rows}, tmp_path)
+
+
+# --------------------------------------------------------------------------- repair (issue 16)
+
+
+def _file_hashes(folder, skip=()) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file() and p.name not in skip}
+
+
+def _fit_only_copy(prepared, destination):
+    """The fixture's folder with its features and fit annotations (fixture untouched)."""
+    data_dir, _, _ = prepared
+    shutil.copytree(data_dir, destination, ignore=shutil.ignore_patterns("category", "images"))
+    return em.dataset_root(destination)
+
+
+def test_a_missing_feature_is_restored_without_rewriting_changed_annotations(prepared, tmp_path):
+    root = _fit_only_copy(prepared, tmp_path / "data")
+    train = root / "annotations" / "train.jsonl"
+    train.write_text("".join(train.read_text().splitlines(keepends=True)[:10]))  # the user's subset
+    missing = root / "features" / f"{em.feature_name(_read_jsonl(root / 'annotations' / 'dev.jsonl')[0]['img'])}.npy"
+    before = _file_hashes(root, skip=(em.MARKER_FILE,))
+    missing.unlink()
+    with pytest.warns(UserWarning, match=f"kept {train} as changed by you"):
+        result = em.prepare_emoji_memes(tmp_path / "data", "fit", seed=0, max_emojis=40, progress=False)
+    assert result["features"]["written"] == 1 and result["written_annotations"] == []
+    assert result["kept_annotations"] == [str(train)] and len(_read_jsonl(train)) == 10
+    after = _file_hashes(root, skip=(em.MARKER_FILE,))
+    assert set(after) == set(before) and {k for k in after if after[k] != before[k]} <= {f"features/{missing.name}"}
+
+
+def test_new_parameters_refuse_to_overwrite_changed_annotations(prepared, tmp_path):
+    root = _fit_only_copy(prepared, tmp_path / "data")
+    dev = root / "annotations" / "dev.jsonl"
+    rows = _read_jsonl(dev)
+    rows[0]["text"] = "my own caption"
+    dev.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    before = _file_hashes(root)
+    with pytest.raises(em.ChangedAnnotationsError) as error:
+        em.prepare_emoji_memes(tmp_path / "data", "fit", seed=3, max_emojis=40, progress=False)
+    assert str(error.value).startswith(f"emoji_memes: {dev} differ(s) from what mmf-refnet generated there")
+    assert "Nothing was changed" in str(error.value) and "prepare=false" in str(error.value)
+    assert _file_hashes(root) == before
+
+
+def test_a_copied_folder_is_checked_where_it_is(prepared, tmp_path):
+    original = _fit_only_copy(prepared, tmp_path / "original")
+    for path in (original / "annotations").iterdir():
+        path.unlink()  # prepare here, so that the marker is written for this folder
+    em.prepare_emoji_memes(tmp_path / "original", "fit", seed=0, max_emojis=40, progress=False)
+    shutil.copytree(tmp_path / "original", tmp_path / "copy")
+    shutil.rmtree(tmp_path / "original")
+    copy = em.dataset_root(tmp_path / "copy")
+    before = _file_hashes(copy)
+    result = em.prepare_emoji_memes(tmp_path / "copy", "fit", seed=0, max_emojis=40, progress=False)
+    assert result["cached"] is True and result["annotations"]["train"] == str(copy / "annotations" / "train.jsonl")
+    assert _file_hashes(copy) == before
+    assert str(tmp_path) not in (copy / "annotations" / em.MARKER_FILE).read_text()
+
+
+def test_the_builder_validates_the_folder_it_loads(prepared, tmp_path):
+    import argparse
+
+    from mmf.utils.configuration import Configuration
+
+    from mmf_refnet.data.builder import EmojiMemesBuilder
+    from tests import runner
+
+    _fit_only_copy(prepared, tmp_path / "elsewhere")
+    root = _fit_only_copy(prepared, tmp_path / "data")
+    stem = em.feature_name(_read_jsonl(root / "annotations" / "test.jsonl")[3]["img"])
+    np.save(root / "features" / f"{stem}.npy", np.zeros((50, 64), np.float32))  # wrong width in the loaded copy
+    config = runner.tiny_config(str(tmp_path), "hateful_memes", "vilbert", {
+        "includes": [os.path.join(runner.PROJECT_CONFIGS, "demo", "vilbert.yaml")],
+        "dataset_config": {"emoji_memes": {"max_emojis": 40, "max_features": 50, "confounders": "subcategory"}}})
+    args = argparse.Namespace(opts=[f"config={config}", "dataset=emoji_memes", f"env.data_dir={tmp_path / 'data'}"],
+                              config_override=None)
+    section = Configuration(args).get_config().dataset_config.emoji_memes
+    with pytest.raises(em.DatasetValidationError) as error:
+        EmojiMemesBuilder().build(section)
+    assert f"feature file '{root / 'features' / stem}.npy': found dim 64 (shape (50, 64)), expected (N, 1280)" \
+        in str(error.value)
 
 
 # --------------------------------------------------------------------------- validation errors

@@ -35,14 +35,13 @@ class Writer:
         self.lines.append(str(message))
 
 
-def trainer_config(tmp_path, model, training=None, optimizer=None, checkpoint=None):
+def trainer_config(tmp_path, model, training=None, optimizer=None, checkpoint=None, scheduler=None):
     from mmf.utils.configuration import Configuration
 
     overrides = {"training": {"trainer": "refnet_trainer", **SPEED_KEYS, **(training or {})}}
-    if optimizer:
-        overrides["optimizer"] = optimizer
-    if checkpoint:
-        overrides["checkpoint"] = checkpoint
+    for key, value in (("optimizer", optimizer), ("checkpoint", checkpoint), ("scheduler", scheduler)):
+        if value:
+            overrides[key] = value
     path = runner.tiny_config(str(tmp_path), "hateful_memes", model, overrides)
     args = argparse.Namespace(opts=[f"config={path}", f"env.save_dir={tmp_path}/save"], config_override=None)
     return Configuration(args).get_config()

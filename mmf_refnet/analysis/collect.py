@@ -16,13 +16,15 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from mmf_refnet import checkpoint_files
+
 MODALITIES = ("text", "image")
 
 
 def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = checkpoint_files.read_checkpoint(path, map_location="cpu")  # safe loading; damaged files are named
     if "config" not in state or "model" not in state:
         raise ValueError(
             f"'{path}' is not an MMF training checkpoint (needs 'model' and 'config'; use best.ckpt or current.ckpt, "

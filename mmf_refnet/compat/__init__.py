@@ -22,6 +22,7 @@ PRE_IMPORT = (
 POST_IMPORT = (
     "default_configs",
     "config_names_model",
+    "config_file_keys",
     "unknown_model",
     "logger_isatty",
     "transformers_post_init",
@@ -43,6 +44,12 @@ POST_IMPORT = (
     "annotation_lines",
     "feature_errors",
     "console_log",
+    "checkpoint_atomic",
+    "checkpoint_read_errors",
+    "checkpoint_key_match",
+    "resume_source",
+    "best_restore",
+    "save_dir_lock",
 )
 
 _applied: set = set()

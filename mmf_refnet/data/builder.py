@@ -13,7 +13,7 @@ from mmf.common.registry import registry
 from mmf.datasets.builders.hateful_memes.builder import HatefulMemesBuilder
 from mmf.utils.configuration import get_mmf_env
 
-from mmf_refnet.data.emoji_memes import DATASET_NAME, FEATURE_DIM, prepare_emoji_memes, validate_dataset_dir
+from mmf_refnet.data.emoji_memes import DATASET_NAME, FEATURE_DIM, dataset_root, prepare_emoji_memes, validate_dataset_dir
 from mmf_refnet.data.label_fraction import HatefulMemesDataset
 
 CONFIG_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "datasets",
@@ -28,6 +28,15 @@ def _check_variant_matches_annotations(config) -> None:
             f"'{config.annotation_dir}': use emoji_memes/defaults/annotations for 'fit' and "
             "emoji_memes/defaults/annotations/category for 'category'"
         )
+
+
+def loaded_files(config) -> dict:
+    """split -> (annotation files, feature folder) as MMF will open them (relative to ``data_dir``)."""
+    def resolve(path):
+        return path if os.path.isabs(path) else os.path.join(config.data_dir, path)
+
+    return {split: ([resolve(p) for p in config.annotations[split]], resolve(config.features[split][0]))
+            for split in ("train", "val", "test")}
 
 
 ABLATIONS = ("none", "text", "image")
@@ -66,14 +75,15 @@ class EmojiMemesBuilder(HatefulMemesBuilder):
         return CONFIG_PATH
 
     def build(self, config, *args, **kwargs):
-        """Prepare (cached) and validate; nothing is ever downloaded."""
+        """Prepare (cached) and validate the files this run loads; nothing is ever downloaded."""
         _check_variant_matches_annotations(config)
         if config.get("prepare", True):
-            result = prepare_emoji_memes(get_mmf_env(key="data_dir"), variant=config.variant,
-                                         seed=int(config.split_seed), max_emojis=config.get("max_emojis"),
-                                         confounder_kind=config.confounders)
-            validate_dataset_dir(result["root"], expected_dim=FEATURE_DIM,
-                                 annotation_files=list(result["annotations"].values()))
+            data_dir = get_mmf_env(key="data_dir")
+            prepare_emoji_memes(data_dir, variant=config.variant, seed=int(config.split_seed),
+                                max_emojis=config.get("max_emojis"), confounder_kind=config.confounders)
+            for annotations, features in loaded_files(config).values():
+                validate_dataset_dir(dataset_root(data_dir), expected_dim=FEATURE_DIM, features_dir=features,
+                                     annotation_files=annotations)
 
     def load(self, config, dataset_type, *args, **kwargs):
         self.dataset_class = EmojiMemesDataset

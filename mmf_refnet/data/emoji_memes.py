@@ -45,6 +45,7 @@ import os
 import random
 import re
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
@@ -247,8 +248,12 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    _write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+def _jsonl_text(rows: Iterable[dict]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def _sha256(data: Union[str, bytes]) -> str:
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 
 
 def _params_key(variant: str, seed: int, max_emojis: Optional[int], assets_dir: Path,
@@ -273,21 +278,78 @@ def check_feature_files(rows_by_file: Dict[str, List[dict]], features_dir: PathL
                                             f"'{path}', which does not exist")
 
 
-def _cached_result(marker: Path, key: str, features_dir: Path) -> Optional[dict]:
-    """The stored result if the marker matches ``key`` and its files are all still there."""
+def dataset_paths(root: Path, variant: str) -> dict:
+    """The result's path fields, always for the folder being prepared (the marker stores none)."""
+    ann_dir = annotations_dir(root, variant)
+    return {"root": str(root), "annotations_dir": str(ann_dir),
+            "annotations": {split: str(ann_dir / f"{split}.jsonl") for split in SPLITS},
+            "features_dir": str(root / "features"),
+            "classes_file": str(ann_dir / "classes.txt") if variant == "category" else None}
+
+
+def _generated_files(root: Path, variant: str) -> List[Path]:
+    paths = dataset_paths(root, variant)
+    return [Path(p) for p in paths["annotations"].values()] + ([Path(paths["classes_file"])] if paths["classes_file"] else [])
+
+
+def _read_marker(marker: Path) -> dict:
     try:
         stored = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def _cached_result(stored: dict, key: str, root: Path, variant: str, write_images: bool) -> Optional[dict]:
+    """The stored result, for this folder, if it was made with ``key`` and nothing it lists is missing."""
+    if stored.get("key") != key or not all(p.is_file() for p in _generated_files(root, variant)):
         return None
-    if stored.get("key") != key:
+    if write_images and not (root / "images" / "img").is_dir():
         return None
-    result = stored["result"]
-    if not all(Path(p).is_file() for p in result["annotations"].values()):
-        return None
+    features_dir = root / "features"
     names = stored.get("feature_names", [])
     if not all((features_dir / f"{n}.npy").is_file() and (features_dir / f"{n}_info.npy").is_file() for n in names):
         return None
-    return {**result, "cached": True}
+    return {**stored["result"], **dataset_paths(root, variant), "cached": True}
+
+
+class ChangedAnnotationsError(RuntimeError):
+    """Preparing would overwrite annotation files that differ from what mmf-refnet wrote there."""
+
+
+def _plan_writes(texts: Dict[Path, str], root: Path, stored: dict, key: str) -> tuple:
+    """(files to write, changed files kept): never overwrites a file someone changed.
+
+    A generated file is written when it is missing, or when it still holds what an
+    earlier prepare wrote (the marker records each file's sha256). A changed file is
+    kept when the parameters are the same (a repair restores only what is missing)
+    and refused otherwise, before anything is written.
+    """
+    recorded = stored.get("annotation_sha256", {})
+    to_write, kept, changed = [], [], []
+    for path, text in texts.items():
+        if not path.is_file():
+            to_write.append(path)
+            continue
+        current = _sha256(path.read_bytes())
+        if current == _sha256(text):
+            continue
+        if stored.get("key") == key:
+            kept.append(path)
+        elif current == recorded.get(path.relative_to(root).as_posix()):
+            to_write.append(path)
+        else:
+            changed.append(path)
+    if changed:
+        raise ChangedAnnotationsError(
+            f"{DATASET_NAME}: {', '.join(map(str, changed))} differ(s) from what mmf-refnet generated there, and "
+            "preparing these parameters (variant, split_seed, max_emojis, confounders) would overwrite it. Nothing "
+            f"was changed. Move the file(s) elsewhere and point dataset_config.{DATASET_NAME}.annotations at them, "
+            f"delete them to regenerate, or set dataset_config.{DATASET_NAME}.prepare=false to use them as they are.")
+    if kept:
+        warnings.warn(f"{DATASET_NAME}: kept {', '.join(map(str, kept))} as changed by you (not regenerated); "
+                      "only missing files and features were restored", stacklevel=3)
+    return to_write, kept
 
 
 def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0, max_emojis: Optional[int] = None,
@@ -298,29 +360,25 @@ def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0,
     Idempotent: a marker with a hash of the parameters (and of the vendored
     index) makes a rerun a few file checks. Features are shared between
     variants/seeds and only missing ones are extracted (``force`` recomputes
-    everything). ``write_images`` also writes the 64 px PNGs under
+    them all). Annotation files someone changed are never overwritten (see
+    :func:`_plan_writes`). The marker holds no paths: a copied or moved folder is
+    checked where it is. ``write_images`` also writes the 64 px PNGs under
     ``images/img/`` for image-based (non-feature) pipelines.
     """
     _check_variant(variant)
     start = time.perf_counter()
     root = dataset_root(data_dir)
-    ann_dir, features_dir = annotations_dir(root, variant), root / "features"
-    marker = ann_dir / MARKER_FILE
+    marker = annotations_dir(root, variant) / MARKER_FILE
     key = _params_key(variant, seed, max_emojis, ASSETS_DIR, confounder_kind)
-    result = None if force else _reusable(marker, key, features_dir, root, write_images)
+    result = None if force else _cached_result(_read_marker(marker), key, root, variant, write_images)
     if result is None:
         with _prepare_lock(root):  # concurrent runs on one data folder: one builds, the others reuse
-            result = None if force else _reusable(marker, key, features_dir, root, write_images)
+            stored = _read_marker(marker)
+            result = None if force else _cached_result(stored, key, root, variant, write_images)
             if result is None:
-                result = _build(root, ann_dir, features_dir, marker, key, variant, seed, max_emojis, force,
-                                batch_size, progress, device, write_images, confounder_kind)
+                result = _build(root, variant, marker, key, stored, seed, max_emojis, force, batch_size, progress,
+                                device, write_images, confounder_kind)
     return {**result, "seconds": time.perf_counter() - start}
-
-
-def _reusable(marker: Path, key: str, features_dir: Path, root: Path, write_images: bool) -> Optional[dict]:
-    if not marker.is_file() or (write_images and not (root / "images" / "img").is_dir()):
-        return None
-    return _cached_result(marker, key, features_dir)
 
 
 @contextlib.contextmanager
@@ -333,13 +391,7 @@ def _prepare_lock(root: Path):
         yield
 
 
-def _build(root: Path, ann_dir: Path, features_dir: Path, marker: Path, key: str, variant: str, seed: int,
-           max_emojis: Optional[int], force: bool, batch_size: int, progress: bool, device: str,
-           write_images: bool, confounder_kind: str) -> dict:
-    records = select_emojis(load_emoji_index(), max_emojis, SUBSET_SEED)
-    class_names = list(FIT_CLASSES) if variant == "fit" else categories()
-    rows = build_rows(records, variant, seed, None if variant == "fit" else class_names, confounder_kind)
-
+def _extract_missing(records, features_dir: Path, force: bool, batch_size: int, progress: bool, device: str):
     from mmf_refnet.data.features import extract_features_from_images, feature_paths
 
     missing = [r for r in records if force or not all(p.is_file() for p in feature_paths(features_dir, image_name(r.id)))]
@@ -349,36 +401,45 @@ def _build(root: Path, ann_dir: Path, features_dir: Path, marker: Path, key: str
                                           device=device)
     if report.failed:
         raise RuntimeError(f"feature extraction failed for {len(report.failed)} emoji(s): {report.failed[:5]}")
+    return report, len(records) - len(missing)
+
+
+def _build(root: Path, variant: str, marker: Path, key: str, stored: dict, seed: int, max_emojis: Optional[int],
+           force: bool, batch_size: int, progress: bool, device: str, write_images: bool,
+           confounder_kind: str) -> dict:
+    records = select_emojis(load_emoji_index(), max_emojis, SUBSET_SEED)
+    class_names = list(FIT_CLASSES) if variant == "fit" else categories()
+    rows = build_rows(records, variant, seed, None if variant == "fit" else class_names, confounder_kind)
+    paths = dataset_paths(root, variant)
+    texts = {Path(paths["annotations"][split]): _jsonl_text(rows[split]) for split in SPLITS}
+    if paths["classes_file"]:
+        texts[Path(paths["classes_file"])] = "".join(f"{name}\n" for name in class_names)
+    to_write, kept = _plan_writes(texts, root, stored, key)  # refuses before anything changes
+
+    features_dir = Path(paths["features_dir"])
+    report, reused = _extract_missing(records, features_dir, force, batch_size, progress, device)
     if write_images:
         image_dir = root / "images" / "img"
         image_dir.mkdir(parents=True, exist_ok=True)
         for emoji_id, image in emoji_images(records).items():
             image.save(image_dir / f"{image_name(emoji_id)}.png")
-
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    paths = {split: ann_dir / f"{split}.jsonl" for split in SPLITS}
-    for split, path in paths.items():
-        _write_jsonl(path, rows[split])
-    classes_file = None
-    if variant == "category":
-        classes_file = ann_dir / "classes.txt"
-        _write_text(classes_file, "".join(f"{name}\n" for name in class_names))
-    check_feature_files({str(paths[s]): rows[s] for s in SPLITS}, features_dir)
+    for path in to_write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_text(path, texts[path])
+    check_feature_files({paths["annotations"][s]: rows[s] for s in SPLITS}, features_dir)
 
     result = {
-        "variant": variant, "seed": seed, "max_emojis": max_emojis, "confounders": confounder_kind, "root": str(root),
-        "annotations_dir": str(ann_dir), "annotations": {s: str(p) for s, p in paths.items()},
-        "features_dir": str(features_dir), "classes_file": str(classes_file) if classes_file else None,
+        "variant": variant, "seed": seed, "max_emojis": max_emojis, "confounders": confounder_kind,
         "classes": class_names, "num_classes": len(class_names),
         "counts": {s: len(rows[s]) for s in SPLITS},
         "num_emojis": {s: len({feature_name(r["img"]) for r in rows[s]}) for s in SPLITS},
-        "features": {"written": report.written, "skipped_existing": report.skipped_existing,
-                     "reused": len(records) - len(missing)},
-        "cached": False,
+        "features": {"written": report.written, "skipped_existing": report.skipped_existing, "reused": reused},
     }
-    marker_data = {"key": key, "result": result, "feature_names": [image_name(r.id) for r in records]}
+    marker_data = {"key": key, "result": result, "feature_names": [image_name(r.id) for r in records],
+                   "annotation_sha256": {p.relative_to(root).as_posix(): _sha256(t) for p, t in texts.items()}}
     _write_text(marker, json.dumps(marker_data, indent=1, sort_keys=True))
-    return result
+    return {**result, **paths, "cached": False, "written_annotations": [str(p) for p in to_write],
+            "kept_annotations": [str(p) for p in kept]}
 
 
 # --------------------------------------------------------------------------- validation

@@ -30,6 +30,7 @@ from mmf.datasets.builders.visual_entailment.builder import VisualEntailmentBuil
 from mmf.datasets.builders.visual_entailment.dataset import VisualEntailmentDataset
 
 from mmf_refnet.data.labeled_batches import NATURAL, LabeledBatchSampler, labeled_rows_per_batch
+from mmf_refnet.data.row_checks import check_annotation_file
 from mmf_refnet.losses import LABEL_AWARE_LOSSES
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class LabelFractionMixin:
     fill_placeholder: Callable = None
 
     def _setup_labels(self) -> None:
+        check_annotation_file(self)  # bad rows, labels and num_labels are named before any training
         fraction = float(self.config.get("label_fraction", 1.0))
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"dataset_config.{self.dataset_name}.label_fraction must be in (0, 1], got {fraction}")

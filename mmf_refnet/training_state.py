@@ -1,0 +1,89 @@
+"""What a checkpoint needs besides weights and optimizer for a resumed run to be
+the same run: random number generator states, the training meter, and helpers
+to keep evaluation from drawing random numbers.
+
+Everything is plain data (tensors, numbers, lists, dicts), so checkpoints load
+with ``torch.load(weights_only=True)``.
+"""
+
+import contextlib
+import random
+from collections import deque
+
+import numpy as np
+import torch
+
+
+def rng_state() -> dict:
+    """This process's python, numpy, torch and (if initialised) CUDA generator states."""
+    numpy = np.random.get_state(legacy=False)
+    numpy["state"] = {"key": torch.from_numpy(numpy["state"]["key"].astype(np.int64)), "pos": numpy["state"]["pos"]}
+    return {
+        "python": random.getstate(),
+        "numpy": numpy,
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    numpy = dict(state["numpy"])
+    numpy["state"] = {"key": state["numpy"]["state"]["key"].numpy().astype(np.uint32),
+                      "pos": int(state["numpy"]["state"]["pos"])}
+    np.random.set_state(numpy)
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available():
+        for index, device_state in enumerate(cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
+
+
+def _as_tuples(value):
+    """``random.setstate`` wants the tuples ``getstate`` gave (a checkpoint may hand back lists)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(item) for item in value)
+    return value
+
+
+def gather_rng_states() -> list:
+    """Every rank's ``rng_state()``, indexed by rank (a collective call in a distributed run)."""
+    state = rng_state()
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [state]
+    states = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Run a block without changing any generator's state (its draws are forgotten)."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
+def meter_state(meter) -> dict:
+    """rc10 ``Meter``'s smoothed values (windows and totals) as plain data."""
+    return {
+        name: {"window_size": value.window_size, "values": list(value.deque),
+               "averaged": list(value.averaged_value_deque), "batch_sizes": list(value.batch_sizes),
+               "total": value.total, "count": value.count, "total_samples": value.total_samples}
+        for name, value in meter.meters.items()
+    }
+
+
+def restore_meter(meter, state: dict) -> None:
+    from mmf.common.meter import SmoothedValue
+
+    meter.meters.clear()
+    for name, saved in state.items():
+        value = SmoothedValue(window_size=saved["window_size"])
+        value.deque = deque(saved["values"], maxlen=value.window_size)
+        value.averaged_value_deque = deque(saved["averaged"], maxlen=value.window_size)
+        value.batch_sizes = deque(saved["batch_sizes"], maxlen=value.window_size)
+        value.total, value.count, value.total_samples = saved["total"], saved["count"], saved["total_samples"]
+        meter.meters[name] = value
