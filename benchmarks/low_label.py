@@ -16,7 +16,7 @@ refnet+pre          refnet fine-tuned from refiner pretraining (one pretraining 
 refnet_ms+pre       refnet_ms fine-tuned from the same pretraining
 refnet-gamma0       refnet with γ = 0: the fusion and head change alone, no refiner
 refnet-detach       refnet with refiner.detach_targets flipped from the study's setting
-refnet_ms-natural   refnet_ms with labeled_per_batch=natural (rows mixed at random)
+refnet_ms-natural   refnet_ms with labeled_per_batch=None (null: rows mixed at random, rc10's way)
 refnet_ms-lpb<v>    refnet_ms with labeled_per_batch=<v> (``--lpb-sweep 0.125,0.5``; for the default, on val)
 ==================  ==========================================================================
 
@@ -88,7 +88,7 @@ def conditions(args) -> Dict[str, Condition]:
         "refnet_ms+pre": refnet("refnet_ms", "pretrained"),
         "refnet-gamma0": refnet(gamma=0.0),
         "refnet-detach": refnet(detach=not detach),
-        "refnet_ms-natural": refnet("refnet_ms", labeled_per_batch="natural"),
+        "refnet_ms-natural": refnet("refnet_ms", labeled_per_batch="None"),  # rc10's command line: None is null
     }
     for value in args.lpb_sweep:
         rows[f"refnet_ms-lpb{value}"] = refnet("refnet_ms", labeled_per_batch=str(value))

@@ -76,13 +76,63 @@ def test_a_labeled_pool_smaller_than_the_count_fills_every_batch_with_all_of_it(
 
 @pytest.mark.parametrize("setting,message", [
     (1.0, "a share must be in"), (0, "between 1 and the batch size"), (40, "training.batch_size=32"),
-    (True, "got True"), ("some", "got 'some'"), (-0.5, "a share must be in")])
+    (True, "got True"), ("some", "got 'some'"), (-0.5, "a share must be in"), ("0.25", "got '0.25'")])
 def test_bad_settings_are_named(setting, message):
     with pytest.raises(ValueError, match=message) as error:
         labeled_rows_per_batch(setting, 32, key="dataset_config.hateful_memes.labeled_per_batch")
     assert "dataset_config.hateful_memes.labeled_per_batch" in str(error.value)
 
 
-def test_natural_means_random_mixing():
+def test_null_means_random_mixing():
+    assert labeled_rows_per_batch(None, 32) is None
     assert labeled_rows_per_batch("natural", 32) is None
     assert labeled_rows_per_batch("Natural", 32) is None
+
+
+# --- through MMF's loaders (data.resumable's hook) ----------------------------
+
+def _loaders(tmp_path, *opts):
+    from mmf.common.registry import registry
+
+    from mmf_refnet.data.resumable import ResumableDatasetLoader
+    from tests import inprocess, replicas
+
+    data = str(tmp_path / "data")
+    replicas.hateful_memes(data, sizes=(64, 12, 10))
+    config = inprocess.configuration(tmp_path, "refnet_ms", opts=[f"env.data_dir={data}", "training.batch_size=8",
+                                                                   *opts])
+    registry.register("config", config)
+    loader = ResumableDatasetLoader(config)
+    loader.load_datasets()
+    return loader
+
+
+def _rows(batches):
+    return [(batch["id"].tolist(), batch["labeled"].tolist() if "labeled" in batch else None) for batch in batches]
+
+
+def test_mmf_training_batches_carry_the_configured_labeled_rows_and_val_test_are_untouched(tmp_path):
+    few = ["dataset_config.hateful_memes.label_fraction=0.25"]  # 16 of 64 training rows labeled
+    loader = _loaders(tmp_path, *few, "dataset_config.hateful_memes.labeled_per_batch=3")
+    natural = _loaders(tmp_path / "natural", *few, "dataset_config.hateful_memes.labeled_per_batch=None")
+    for epoch in (0, 1):
+        loader.seed_sampler("train", epoch)
+        batches = _rows(loader.train_loader)
+        flags = {i: flag for ids, labeled in batches for i, flag in zip(ids, labeled)}
+        assert len(flags) == 64 and 14 <= sum(flags.values()) <= 18  # every row at least once an epoch
+        assert len(batches) == -(-(64 - sum(flags.values())) // 5)  # the unlabeled rows, 5 a batch
+        assert all(len(ids) == 8 and sum(labeled) == 3 for ids, labeled in batches)
+        natural.seed_sampler("train", epoch)
+        mixed = _rows(natural.train_loader)
+        assert sorted(i for ids, _ in mixed for i in ids) == sorted(flags)  # every row once, 8 batches of 8
+        assert len({sum(labeled) for _, labeled in mixed}) > 1  # random mixing: the count varies
+    for split, sampler in (("val", "RandomSampler"), ("test", "SequentialSampler")):  # rc10's, as with all labels
+        for loaders in (loader, natural):
+            multi = getattr(loaders, f"{split}_loader")
+            assert type(multi.loaders[0].batch_sampler.sampler).__name__ == sampler
+            rows = _rows(multi)
+            ids = [i for batch_ids, _ in rows for i in batch_ids]
+            assert all(labeled is None for _, labeled in rows)  # no labeled flag: the losses see every row
+            assert len(ids) == len(set(ids)) == {"val": 12, "test": 10}[split]
+            if split == "test":
+                assert ids == sorted(ids)

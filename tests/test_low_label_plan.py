@@ -36,7 +36,8 @@ def test_every_row_composes_and_sets_what_it_names(task, tmp_path):
         assert (data.variant, data.label_fraction, data.label_fraction_seed, config.training.seed) == \
             (task, fraction, 3, 3)
         assert model.num_labels == (9 if task == "category" else 2)
-        settings = {"model": config.model, "lpb": str(data.labeled_per_batch) if fraction < 1 else None,
+        lpb = str(data.labeled_per_batch)
+        settings = {"model": config.model, "lpb": lpb if fraction < 1 else None,
                     "pretrained": bool(config.checkpoint.resume_pretrained)}
         if config.model != "vilbert":
             settings.update(detach=model.refiner.detach_targets, gamma=(model.refiner.weights.text,
@@ -49,6 +50,6 @@ def test_every_row_composes_and_sets_what_it_names(task, tmp_path):
     assert seen["refnet-gamma0", 0.05] == {**reference, "gamma": (0, 0)}
     assert seen["refnet-detach", 0.05] == {**reference, "detach": False}
     assert seen["refnet+pre", 0.05] == {**reference, "pretrained": True}
-    assert seen["refnet_ms-natural", 0.05] == {**seen["refnet_ms", 0.05], "lpb": "natural"}
+    assert seen["refnet_ms-natural", 0.05] == {**seen["refnet_ms", 0.05], "lpb": "None"}
     assert seen["refnet_ms-lpb4", 0.05] == {**seen["refnet_ms", 0.05], "lpb": "4"}
     assert seen["vilbert", 1.0] == {"model": "vilbert", "lpb": None, "pretrained": False}

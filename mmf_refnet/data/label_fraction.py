@@ -12,7 +12,7 @@ again (through MMF's registry, as any plugin may) with dataset subclasses that:
   the model trains the refiner on all samples and the downstream/MS losses only on
   labeled ones. With all labels present no field is added (no extra work per step);
 * put ``dataset_config.<name>.labeled_per_batch`` labeled rows in every training batch
-  when some rows are unlabeled (``data.labeled_batches``; ``natural``: random mixing).
+  when some rows are unlabeled (``data.labeled_batches``; null: random mixing).
 """
 
 import logging
@@ -29,7 +29,7 @@ from mmf.datasets.builders.mmimdb.dataset import MMIMDbDataset
 from mmf.datasets.builders.visual_entailment.builder import VisualEntailmentBuilder
 from mmf.datasets.builders.visual_entailment.dataset import VisualEntailmentDataset
 
-from mmf_refnet.data.labeled_batches import NATURAL, LabeledBatchSampler, labeled_rows_per_batch
+from mmf_refnet.data.labeled_batches import LabeledBatchSampler, labeled_rows_per_batch
 from mmf_refnet.data.row_checks import check_annotation_file
 from mmf_refnet.losses import LABEL_AWARE_LOSSES
 
@@ -136,7 +136,7 @@ class LabelFractionMixin:
 
     def _labeled_per_batch(self, global_batch: int) -> Optional[int]:
         key = f"dataset_config.{self.dataset_name}.labeled_per_batch"
-        count = labeled_rows_per_batch(self.config.get("labeled_per_batch", NATURAL), global_batch, key)
+        count = labeled_rows_per_batch(self.config.get("labeled_per_batch", None), global_batch, key)
         if count is None or self._labeled is None or not any(self._labeled):
             return None  # natural mixing; every row labeled; or none (refiner pretraining)
         pool = sum(self._labeled)

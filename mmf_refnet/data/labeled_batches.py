@@ -5,7 +5,7 @@ With ``label_fraction`` < 1, rows mixed at random give a batch of 32 about 1.6 l
 a negative pair among the labeled rows, is rarely active. ``labeled_per_batch`` fixes the
 number instead:
 
-* ``natural``: rc10's mixing (every row once per epoch in a random order);
+* ``null`` (or ``natural``): rc10's mixing (every row once per epoch in a random order);
 * an integer n ≥ 1: n labeled rows in every batch of ``training.batch_size`` (all ranks
   together), the rest unlabeled;
 * a float in (0, 1): that share of ``training.batch_size`` (rounded, at least 1), as
@@ -29,11 +29,12 @@ NATURAL = "natural"
 
 
 def labeled_rows_per_batch(setting, batch_size: int, key: str = "labeled_per_batch") -> Optional[int]:
-    """The labeled rows in a batch of ``batch_size`` for a ``labeled_per_batch`` setting; None for ``natural``."""
-    if isinstance(setting, str) and setting.strip().lower() == NATURAL:
+    """The labeled rows in a batch of ``batch_size`` for a ``labeled_per_batch`` setting; None for natural mixing."""
+    if setting is None or (isinstance(setting, str) and setting.strip().lower() == NATURAL):
         return None
     if isinstance(setting, bool) or not isinstance(setting, (int, float)):
-        raise ValueError(f"{key} must be '{NATURAL}', an integer number of rows or a share in (0, 1), got {setting!r}")
+        raise ValueError(f"{key} must be an integer number of rows, a share in (0, 1) or null (rows mixed at "
+                         f"random), got {setting!r}")
     if isinstance(setting, float):
         if not 0.0 < setting < 1.0:
             raise ValueError(f"{key}={setting}: a share must be in (0, 1) (an integer gives a number of rows)")
