@@ -23,7 +23,7 @@ and the ratio to ``padded`` (mean step time: the training bill). Asserts nothing
 Length sources (wordpieces per character / per word measured with the
 bert-base-uncased vocabulary on offline English text: the 1,906 Noto emoji names
 and the sentences of /usr/share/common-licenses/GPL-3: 5.0 characters per
-wordpiece in both, 1.21-1.22 wordpieces per word; RESULTS.md has the command):
+wordpiece in both, 1.21-1.22 wordpieces per word; ``--calibrate`` prints them):
 
 ``hm``       Hateful Memes meme text: train.jsonl (8,500 rows) has 62 characters on
              average, shortest 4, longest 433 (statistics of the released file as a
@@ -106,6 +106,8 @@ def parse_args(argv=None):
                         help=f"length profiles ({', '.join(PROFILES)}), each with an optional batch size")
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated subset of "
                         + ", ".join(CONDITIONS))
+    parser.add_argument("--calibrate", action="store_true",
+                        help="only print wordpieces per character and per word on the offline English texts")
     return _common.resolve_arguments(parser.parse_args(argv))
 
 
@@ -181,8 +183,37 @@ def report(rows: list, args, env: dict) -> None:
               f"{_fmt(row['ratio_mean'], '{:.3f}'):>15} {_fmt(row['ratio_median'], '{:.3f}'):>9}")
 
 
+GPL_TEXT = "/usr/share/common-licenses/GPL-3"
+
+
+def calibrate() -> None:
+    """Characters per wordpiece and wordpieces per word (bert-base-uncased vocabulary) on real English."""
+    import os
+    import re
+
+    from transformers import AutoTokenizer
+
+    from mmf_refnet.assets import asset_path
+    from mmf_refnet.data.emoji import load_emoji_index
+
+    tokenizer = AutoTokenizer.from_pretrained(asset_path("bert_uncased_tokenizer"))
+    corpora = {"Noto emoji names": [record.name for record in load_emoji_index()]}
+    if os.path.exists(GPL_TEXT):
+        with open(GPL_TEXT) as handle:
+            text = " ".join(handle.read().split())
+        corpora["GPL-3 sentences"] = [s for s in re.split(r"(?<=[.;:])\s+", text) if len(s.split()) > 2]
+    for name, texts in corpora.items():
+        words, chars = sum(len(t.split()) for t in texts), sum(len(t) for t in texts)
+        pieces = sum(len(tokenizer.tokenize(t)) for t in texts)
+        print(f"{name}: {len(texts)} texts, {chars / pieces:.2f} characters per wordpiece, "
+              f"{pieces / words:.3f} wordpieces per word")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.calibrate:
+        calibrate()
+        return
     env = _common.environment(args.device)
     rows = []
     with _common.workdir() as workdir:
