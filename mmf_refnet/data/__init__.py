@@ -6,6 +6,8 @@
   ``.npy`` + ``_info.npy`` layout (``refnet extract-features``).
 * ``emoji_memes``   -- builds/validates the "emoji memes" dataset in the
   Hateful Memes on-disk layout.
+* ``text_padding``  -- each batch's text only as long as its longest row
+  (``training.text_padding``; mixed into the datasets of ``label_fraction``).
 
 Kept import-light on purpose (no torch / mmf here): submodules are imported
 only by the code that needs them.
