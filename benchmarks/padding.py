@@ -222,10 +222,10 @@ def main(argv=None) -> None:
             if name not in PROFILES:
                 raise SystemExit(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
             rows += run_profile(name, int(batch) if batch else args.batch_size, args, workdir)
-    report(rows, args, env)
-    if args.json:
+    if args.json:  # first, so a report error cannot lose the measurements
         with open(args.json, "w") as handle:
             json.dump({"environment": env, "arguments": vars(args), "results": rows}, handle, indent=2)
+    report(rows, args, env)
 
 
 if __name__ == "__main__":
