@@ -11,6 +11,8 @@ again (through MMF's registry, as any plugin may) with dataset subclasses that:
 * mark every sample with ``labeled`` (bool) when some training row is unlabeled, so
   the model trains the refiner on all samples and the downstream/MS losses only on
   labeled ones. With all labels present no field is added (no extra work per step).
+
+The same dataset classes cut each batch's text padding (``text_padding.TextPaddingMixin``).
 """
 
 import random
@@ -20,13 +22,14 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from mmf.common.registry import registry
 from mmf.datasets.builders.hateful_memes.builder import HatefulMemesBuilder
-from mmf.datasets.builders.hateful_memes.dataset import HatefulMemesFeaturesDataset
+from mmf.datasets.builders.hateful_memes.dataset import HatefulMemesFeaturesDataset, HatefulMemesImageDataset
 from mmf.datasets.builders.mmimdb.builder import MMIMDbBuilder
 from mmf.datasets.builders.mmimdb.dataset import MMIMDbDataset
 from mmf.datasets.builders.visual_entailment.builder import VisualEntailmentBuilder
 from mmf.datasets.builders.visual_entailment.dataset import VisualEntailmentDataset
 
 from mmf_refnet.data.row_checks import check_annotation_file
+from mmf_refnet.data.text_padding import TextPaddingMixin
 from mmf_refnet.losses import LABEL_AWARE_LOSSES
 
 
@@ -119,7 +122,7 @@ class LabelFractionMixin:
         return len(self.annotation_db) if self._labeled is None else sum(self._labeled)
 
 
-class HatefulMemesDataset(LabelFractionMixin, HatefulMemesFeaturesDataset):
+class HatefulMemesDataset(TextPaddingMixin, LabelFractionMixin, HatefulMemesFeaturesDataset):
     def __init__(self, config, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
         self._setup_labels()
@@ -133,7 +136,7 @@ class HatefulMemesDataset(LabelFractionMixin, HatefulMemesFeaturesDataset):
         row["label"] = 0
 
 
-class MMIMDbLabelFractionDataset(LabelFractionMixin, MMIMDbDataset):
+class MMIMDbLabelFractionDataset(TextPaddingMixin, LabelFractionMixin, MMIMDbDataset):
     stratify = False  # multilabel: a plain random subset
 
     def __init__(self, config, *args, **kwargs):
@@ -150,7 +153,7 @@ class MMIMDbLabelFractionDataset(LabelFractionMixin, MMIMDbDataset):
         row["genres"] = ["<unlabeled>"]  # maps to the answer vocabulary's <unk> slot
 
 
-class VisualEntailmentLabelFractionDataset(LabelFractionMixin, VisualEntailmentDataset):
+class VisualEntailmentLabelFractionDataset(TextPaddingMixin, LabelFractionMixin, VisualEntailmentDataset):
     def __init__(self, config, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
         self._setup_labels()
@@ -164,11 +167,17 @@ class VisualEntailmentLabelFractionDataset(LabelFractionMixin, VisualEntailmentD
         row["gold_label"] = "entailment"
 
 
+class HatefulMemesImagesDataset(TextPaddingMixin, HatefulMemesImageDataset):
+    """rc10's image (not feature) variant, with dynamic text padding only."""
+
+
 @registry.register_builder("hateful_memes")
 class HatefulMemesLabelFractionBuilder(HatefulMemesBuilder):
     def load(self, config, dataset_type, *args, **kwargs):
         if not config.use_features:
-            return super().load(config, dataset_type, *args, **kwargs)
+            self.dataset_class = HatefulMemesImagesDataset
+            self.dataset = super(HatefulMemesBuilder, self).load(config, dataset_type, *args, **kwargs)
+            return self.dataset
         self.dataset_class = HatefulMemesDataset
         self.dataset = super(HatefulMemesBuilder, self).load(config, dataset_type, *args, **kwargs)
         return self.dataset
