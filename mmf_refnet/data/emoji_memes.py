@@ -19,9 +19,10 @@ Variants
 --------
 * ``fit``: "does the caption name this image?". Each emoji gives one positive
   (its own name) and one negative (the name of a confounder emoji from the same
-  split). Confounders form a derangement built from cycles inside the same
-  subcategory when possible (then category, then the whole split), so
-  negatives are hard, and **every image and every caption occur exactly once
+  split). Confounders form a derangement: one cycle over the split
+  (``confounders="random"``, the default) or cycles inside the same subcategory
+  when possible, then category, then the whole split (``"subcategory"``: hard
+  negatives). Either way **every image and every caption occur exactly once
   with label 1 and once with label 0**: text-only and image-only models are at
   chance (AUROC 0.5) by construction; only fusion can solve it.
 * ``category``: 9-way emoji category (classes in sorted order, ``classes.txt``);
@@ -46,6 +47,7 @@ import random
 import re
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -160,10 +162,10 @@ def split_emojis(records: Sequence[EmojiRecord], seed: int) -> Dict[str, List[Em
     return {name: sorted(members, key=lambda r: r.id) for name, members in splits.items()}
 
 
-CONFOUNDERS = ("subcategory", "random")
+CONFOUNDERS = ("random", "subcategory")  # the first is the default (as in the config and the CLI)
 
 
-def confounders(records: Sequence[EmojiRecord], rng: random.Random, kind: str = "subcategory") -> Dict[int, int]:
+def confounders(records: Sequence[EmojiRecord], rng: random.Random, kind: str = CONFOUNDERS[0]) -> Dict[int, int]:
     """Derangement ``image id -> caption id`` made of cycles.
 
     ``subcategory`` (hard): cycles are formed inside each subcategory with >= 2
@@ -216,7 +218,7 @@ def _row(row_id: int, record: EmojiRecord, text: str, label: int) -> dict:
 
 
 def build_rows(records: Sequence[EmojiRecord], variant: str, seed: int,
-               class_names: Optional[Sequence[str]] = None, confounder_kind: str = "subcategory") -> Dict[str, List[dict]]:
+               class_names: Optional[Sequence[str]] = None, confounder_kind: str = CONFOUNDERS[0]) -> Dict[str, List[dict]]:
     """Annotation rows per split (pure function of records, variant and seed)."""
     _check_variant(variant)
     class_names = list(class_names or sorted({r.category for r in records}))
@@ -251,13 +253,41 @@ def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     _write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
-def _params_key(variant: str, seed: int, max_emojis: Optional[int], assets_dir: Path,
-                confounder_kind: str = "subcategory") -> str:
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What ``prepare_emoji_memes`` builds (see its docstring)."""
+
+    variant: str = "fit"
+    seed: int = 0
+    max_emojis: Optional[int] = None
+    force: bool = False
+    batch_size: int = 32
+    progress: bool = True
+    device: str = "cpu"
+    write_images: bool = False
+    confounder_kind: str = CONFOUNDERS[0]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    root: Path
+    annotations: Path
+    features: Path
+    marker: Path
+
+    @classmethod
+    def of(cls, data_dir: PathLike, variant: str) -> "_Layout":
+        root = dataset_root(data_dir)
+        annotations = annotations_dir(root, variant)
+        return cls(root, annotations, root / "features", annotations / MARKER_FILE)
+
+
+def _params_key(options: PrepareOptions, assets_dir: Path) -> str:
     index_hash = hashlib.sha256((assets_dir / INDEX_FILE).read_bytes()).hexdigest()
-    params = {"format": FORMAT_VERSION, "variant": variant, "seed": seed, "max_emojis": max_emojis,
-              "assets": index_hash, "feature_dim": FEATURE_DIM}
-    if confounder_kind != "subcategory":  # keeps earlier caches valid
-        params["confounders"] = confounder_kind
+    params = {"format": FORMAT_VERSION, "variant": options.variant, "seed": options.seed,
+              "max_emojis": options.max_emojis, "assets": index_hash, "feature_dim": FEATURE_DIM}
+    if options.confounder_kind != "subcategory":  # keys of caches made before the kinds existed stay valid
+        params["confounders"] = options.confounder_kind
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
@@ -292,35 +322,35 @@ def _cached_result(marker: Path, key: str, features_dir: Path) -> Optional[dict]
 
 def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0, max_emojis: Optional[int] = None,
                         force: bool = False, batch_size: int = 32, progress: bool = True, device: str = "cpu",
-                        write_images: bool = False, confounder_kind: str = "subcategory") -> dict:
+                        write_images: bool = False, confounder_kind: str = CONFOUNDERS[0]) -> dict:
     """Build (or reuse) the emoji memes dataset under ``data_dir``; return paths and counts.
 
     Idempotent: a marker with a hash of the parameters (and of the vendored
     index) makes a rerun a few file checks. Features are shared between
     variants/seeds and only missing ones are extracted (``force`` recomputes
     everything). ``write_images`` also writes the 64 px PNGs under
-    ``images/img/`` for image-based (non-feature) pipelines.
+    ``images/img/`` for image-based (non-feature) pipelines. ``confounder_kind``:
+    ``random`` or ``subcategory`` (see the module docstring).
     """
     _check_variant(variant)
+    options = PrepareOptions(variant, seed, max_emojis, force, batch_size, progress, device, write_images,
+                             confounder_kind)
     start = time.perf_counter()
-    root = dataset_root(data_dir)
-    ann_dir, features_dir = annotations_dir(root, variant), root / "features"
-    marker = ann_dir / MARKER_FILE
-    key = _params_key(variant, seed, max_emojis, ASSETS_DIR, confounder_kind)
-    result = None if force else _reusable(marker, key, features_dir, root, write_images)
+    layout = _Layout.of(data_dir, variant)
+    key = _params_key(options, ASSETS_DIR)
+    result = None if force else _reusable(layout, key, write_images)
     if result is None:
-        with _prepare_lock(root):  # concurrent runs on one data folder: one builds, the others reuse
-            result = None if force else _reusable(marker, key, features_dir, root, write_images)
+        with _prepare_lock(layout.root):  # concurrent runs on one data folder: one builds, the others reuse
+            result = None if force else _reusable(layout, key, write_images)
             if result is None:
-                result = _build(root, ann_dir, features_dir, marker, key, variant, seed, max_emojis, force,
-                                batch_size, progress, device, write_images, confounder_kind)
+                result = _build(layout, key, options)
     return {**result, "seconds": time.perf_counter() - start}
 
 
-def _reusable(marker: Path, key: str, features_dir: Path, root: Path, write_images: bool) -> Optional[dict]:
-    if not marker.is_file() or (write_images and not (root / "images" / "img").is_dir()):
+def _reusable(layout: _Layout, key: str, write_images: bool) -> Optional[dict]:
+    if not layout.marker.is_file() or (write_images and not (layout.root / "images" / "img").is_dir()):
         return None
-    return _cached_result(marker, key, features_dir)
+    return _cached_result(layout.marker, key, layout.features)
 
 
 @contextlib.contextmanager
@@ -333,52 +363,57 @@ def _prepare_lock(root: Path):
         yield
 
 
-def _build(root: Path, ann_dir: Path, features_dir: Path, marker: Path, key: str, variant: str, seed: int,
-           max_emojis: Optional[int], force: bool, batch_size: int, progress: bool, device: str,
-           write_images: bool, confounder_kind: str) -> dict:
-    records = select_emojis(load_emoji_index(), max_emojis, SUBSET_SEED)
+def _build(layout: _Layout, key: str, options: PrepareOptions) -> dict:
+    variant, features_dir = options.variant, layout.features
+    records = select_emojis(load_emoji_index(), options.max_emojis, SUBSET_SEED)
     class_names = list(FIT_CLASSES) if variant == "fit" else categories()
-    rows = build_rows(records, variant, seed, None if variant == "fit" else class_names, confounder_kind)
-
-    from mmf_refnet.data.features import extract_features_from_images, feature_paths
-
-    missing = [r for r in records if force or not all(p.is_file() for p in feature_paths(features_dir, image_name(r.id)))]
-    images = emoji_images(missing) if missing else {}
-    report = extract_features_from_images({image_name(i): im for i, im in images.items()}, features_dir,
-                                          batch_size=batch_size, skip_existing=not force, progress=progress,
-                                          device=device)
-    if report.failed:
-        raise RuntimeError(f"feature extraction failed for {len(report.failed)} emoji(s): {report.failed[:5]}")
-    if write_images:
-        image_dir = root / "images" / "img"
+    rows = build_rows(records, variant, options.seed, None if variant == "fit" else class_names, options.confounder_kind)
+    extraction = _extract_missing_features(records, features_dir, options)
+    if options.write_images:
+        image_dir = layout.root / "images" / "img"
         image_dir.mkdir(parents=True, exist_ok=True)
         for emoji_id, image in emoji_images(records).items():
             image.save(image_dir / f"{image_name(emoji_id)}.png")
 
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    paths = {split: ann_dir / f"{split}.jsonl" for split in SPLITS}
+    layout.annotations.mkdir(parents=True, exist_ok=True)
+    paths = {split: layout.annotations / f"{split}.jsonl" for split in SPLITS}
     for split, path in paths.items():
         _write_jsonl(path, rows[split])
     classes_file = None
     if variant == "category":
-        classes_file = ann_dir / "classes.txt"
+        classes_file = layout.annotations / "classes.txt"
         _write_text(classes_file, "".join(f"{name}\n" for name in class_names))
     check_feature_files({str(paths[s]): rows[s] for s in SPLITS}, features_dir)
 
     result = {
-        "variant": variant, "seed": seed, "max_emojis": max_emojis, "confounders": confounder_kind, "root": str(root),
-        "annotations_dir": str(ann_dir), "annotations": {s: str(p) for s, p in paths.items()},
-        "features_dir": str(features_dir), "classes_file": str(classes_file) if classes_file else None,
-        "classes": class_names, "num_classes": len(class_names),
-        "counts": {s: len(rows[s]) for s in SPLITS},
+        "variant": variant, "seed": options.seed, "max_emojis": options.max_emojis,
+        "confounders": options.confounder_kind, "root": str(layout.root), "annotations_dir": str(layout.annotations),
+        "annotations": {s: str(p) for s, p in paths.items()}, "features_dir": str(features_dir),
+        "classes_file": str(classes_file) if classes_file else None, "classes": class_names,
+        "num_classes": len(class_names), "counts": {s: len(rows[s]) for s in SPLITS},
         "num_emojis": {s: len({feature_name(r["img"]) for r in rows[s]}) for s in SPLITS},
-        "features": {"written": report.written, "skipped_existing": report.skipped_existing,
-                     "reused": len(records) - len(missing)},
+        "features": {"written": extraction["written"], "skipped_existing": extraction["skipped_existing"],
+                     "reused": len(records) - extraction["extracted"]},
         "cached": False,
     }
     marker_data = {"key": key, "result": result, "feature_names": [image_name(r.id) for r in records]}
-    _write_text(marker, json.dumps(marker_data, indent=1, sort_keys=True))
+    _write_text(layout.marker, json.dumps(marker_data, indent=1, sort_keys=True))
     return result
+
+
+def _extract_missing_features(records: Sequence[EmojiRecord], features_dir: Path, options: PrepareOptions) -> dict:
+    """EfficientNet features of the emojis whose files are missing (all with ``force``): counts."""
+    from mmf_refnet.data.features import extract_features_from_images, feature_paths
+
+    missing = [r for r in records
+               if options.force or not all(p.is_file() for p in feature_paths(features_dir, image_name(r.id)))]
+    images = emoji_images(missing) if missing else {}
+    report = extract_features_from_images({image_name(i): im for i, im in images.items()}, features_dir,
+                                          batch_size=options.batch_size, skip_existing=not options.force,
+                                          progress=options.progress, device=options.device)
+    if report.failed:
+        raise RuntimeError(f"feature extraction failed for {len(report.failed)} emoji(s): {report.failed[:5]}")
+    return {"written": report.written, "skipped_existing": report.skipped_existing, "extracted": len(missing)}
 
 
 # --------------------------------------------------------------------------- validation
