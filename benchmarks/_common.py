@@ -153,11 +153,12 @@ def backbone_overrides(model: str, size: str) -> dict:
 def load_config(model: str, size: str, device: str, workdir: str, overrides=None):
     """The project config of ``model`` with the size's backbone/head (rc10 Configuration)."""
     from mmf.utils.configuration import Configuration
+    from omegaconf import OmegaConf
 
     model_overrides = backbone_overrides(model, size)
     if model in REFNET_MODELS:
         model_overrides.update(SIZES[size][1])
-        _merge(model_overrides, overrides or {})
+        model_overrides = OmegaConf.to_container(OmegaConf.merge(model_overrides, overrides or {}))
     config = {"includes": [os.path.join(PROJECT_CONFIGS, f"{model}.yaml")], "model_config": {model: model_overrides},
               "training": {"device": device, "seed": 0}}
     path = os.path.join(workdir, f"{model}_{size}.yaml")
@@ -166,14 +167,6 @@ def load_config(model: str, size: str, device: str, workdir: str, overrides=None
     args = argparse.Namespace(opts=[f"config={path}", f"env.save_dir={workdir}/save"], config_override=None)
     with contextlib.redirect_stdout(sys.stderr):
         return Configuration(args).get_config()
-
-
-def _merge(base: dict, extra: dict) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
 
 
 def build_model(config, model: str, device: str, seed: int = 0):

@@ -14,9 +14,10 @@ again (through MMF's registry, as any plugin may) with dataset subclasses that:
   then. With all labels present no field is added (no extra work per step).
 """
 
+import copy
 import random
 from collections import defaultdict
-from typing import Callable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from mmf.common.registry import registry
@@ -79,13 +80,24 @@ def check_losses_are_label_aware(config, dataset_name: str, unlabeled: int) -> N
 class LabelFractionMixin:
     """Adds ``label_fraction`` and unlabeled rows to an rc10 dataset (see module doc).
 
-    Subclasses say how to read a row's label (``row_label``), whether labels are
-    single-class (``stratify``) and how to fill a placeholder (``fill_placeholder``).
+    Subclasses name the annotation field that holds a row's label (``label_key``), the
+    placeholder that unlabeled rows get (``placeholder``), and whether labels are
+    single-class (``stratify``).
     """
 
     stratify = True
-    row_label: Callable = None
-    fill_placeholder: Callable = None
+    label_key: str = "label"
+    placeholder = 0
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        self._setup_labels()
+
+    def row_label(self, row):
+        return row.get(self.label_key)
+
+    def fill_placeholder(self, row) -> None:
+        row[self.label_key] = copy.copy(self.placeholder)  # collation needs a target; no loss reads it
 
     def _setup_labels(self) -> None:
         fraction = float(self.config.get("label_fraction", 1.0))
@@ -106,7 +118,7 @@ class LabelFractionMixin:
         if self._labeled is not None and not self._labeled[idx]:
             row = self.annotation_db[idx]
             if self.row_label(row) is None:
-                self.fill_placeholder(row)  # collation needs a target; the model ignores it
+                self.fill_placeholder(row)
         sample = super().__getitem__(idx)
         if self._labeled is not None:
             sample.labeled = torch.tensor(self._labeled[idx], dtype=torch.bool)
@@ -114,48 +126,20 @@ class LabelFractionMixin:
 
 
 class HatefulMemesDataset(LabelFractionMixin, HatefulMemesFeaturesDataset):
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(config, *args, **kwargs)
-        self._setup_labels()
-
-    @staticmethod
-    def row_label(row):
-        return row.get("label")
-
-    @staticmethod
-    def fill_placeholder(row):
-        row["label"] = 0
+    pass
 
 
 class MMIMDbLabelFractionDataset(LabelFractionMixin, MMIMDbDataset):
     stratify = False  # multilabel: a plain random subset
+    label_key, placeholder = "genres", ["<unlabeled>"]  # maps to the answer vocabulary's <unk> slot
 
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(config, *args, **kwargs)
-        self._setup_labels()
-
-    @staticmethod
-    def row_label(row):
+    def row_label(self, row):
         genres = row.get("genres")
         return tuple(sorted(genres)) if genres else None
 
-    @staticmethod
-    def fill_placeholder(row):
-        row["genres"] = ["<unlabeled>"]  # maps to the answer vocabulary's <unk> slot
-
 
 class VisualEntailmentLabelFractionDataset(LabelFractionMixin, VisualEntailmentDataset):
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(config, *args, **kwargs)
-        self._setup_labels()
-
-    @staticmethod
-    def row_label(row):
-        return row.get("gold_label")
-
-    @staticmethod
-    def fill_placeholder(row):
-        row["gold_label"] = "entailment"
+    label_key, placeholder = "gold_label", "entailment"
 
 
 @registry.register_builder("hateful_memes")

@@ -24,17 +24,19 @@ from mmf_refnet.losses.refiner import refiner_distances
 
 LABELED_LOSSES = ("cross_entropy", "logit_bce")
 LABEL_AWARE_LOSSES = ("refnet_refiner", "refnet_multi_similarity") + tuple(f"labeled_{inner}" for inner in LABELED_LOSSES)
-DISTANCES_KEY = "refiner_distances"  # (M, B) 1 − cos, added to the model output by the first refiner loss
+DISTANCES_KEY = "refiner_distances"  # per modality: mean over the batch of 1 − cos (added by the first refiner loss)
 
 
-def stacked_refiner_distances(model_output) -> torch.Tensor:
-    """1 − cos of every modality at once, computed once per model output (each modality's loss reads its row)."""
+def mean_refiner_distances(model_output):
+    """Every modality's mean 1 − cos at once, computed once per model output (each modality's loss
+    takes its own): one batched cosine, as many kernels as for one modality."""
     if DISTANCES_KEY not in model_output:
         missing = [key for key in ("refiner_outputs", "refiner_targets", "refiner_modalities") if key not in model_output]
         if missing:
             raise KeyError(f"the refnet_refiner loss needs {missing} in the model output: a model with a ReFNet head "
                            "(mmf_refnet.modules.refnet_head) emits them")
-        model_output[DISTANCES_KEY] = refiner_distances(model_output["refiner_outputs"], model_output["refiner_targets"])
+        distances = refiner_distances(model_output["refiner_outputs"], model_output["refiner_targets"])
+        model_output[DISTANCES_KEY] = distances.mean(dim=-1).unbind(0)
     return model_output[DISTANCES_KEY]
 
 
@@ -53,12 +55,12 @@ class RefinerLoss(torch.nn.Module):
         self.report_name = f"refiner_{self.modality}"
 
     def forward(self, sample_list, model_output):
-        distances = stacked_refiner_distances(model_output)
+        distances = mean_refiner_distances(model_output)
         modalities = list(model_output["refiner_modalities"])
         if self.modality not in modalities:
             raise KeyError(f"refnet_refiner: modality '{self.modality}' is not among the model's refiner modalities "
                            f"{modalities}")
-        return (self.weight * distances[modalities.index(self.modality)].mean()).view(1)
+        return (self.weight * distances[modalities.index(self.modality)]).view(1)
 
 
 @registry.register_loss("refnet_multi_similarity")

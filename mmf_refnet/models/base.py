@@ -35,7 +35,22 @@ def decays(name: str, parameter: nn.Parameter) -> bool:
 
 
 class ReFNetModel(BaseModel):
-    """A backbone (``model.bert``) under the ReFNet head (``model``)."""
+    """A backbone (``model.bert``) under the ReFNet head (``model``).
+
+    A subclass names its default YAML (``CONFIG``, in mmf_refnet/configs/models/) and the MMF
+    model whose older checkpoint keys it reads (``MMF_MODEL``'s ``format_state_key``).
+    """
+
+    CONFIG: str = ""
+    MMF_MODEL = BaseModel
+
+    @classmethod
+    def config_path(cls):
+        return os.path.join(CONFIG_DIR, cls.CONFIG)
+
+    @classmethod
+    def format_state_key(cls, key):
+        return cls.MMF_MODEL.format_state_key(key)
 
     def build_backbone(self) -> nn.Module:
         raise NotImplementedError

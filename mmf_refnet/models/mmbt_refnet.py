@@ -21,7 +21,6 @@ as ``image_feature_0``. The forward composes rc10's modal embeddings, the text
 embeddings and the encoder itself, to keep each modality's pre-fusion output.
 """
 
-import os
 
 import torch
 from mmf.common.registry import registry
@@ -30,7 +29,7 @@ from mmf.utils.build import build_image_encoder
 from torch import nn
 from transformers.models.bert.modeling_bert import BertModel
 
-from mmf_refnet.models.base import CONFIG_DIR, ReFNetModel
+from mmf_refnet.models.base import ReFNetModel
 from mmf_refnet.modules.bert_backbones import additive_mask, masked_mean, pretrained_or_random, region_mask
 
 
@@ -38,13 +37,8 @@ from mmf_refnet.modules.bert_backbones import additive_mask, masked_mean, pretra
 class MMBTReFNet(ReFNetModel):
     """MMBT + the ReFNet head (MS loss on by default, ζ = ``ms_loss.weight``)."""
 
-    @classmethod
-    def config_path(cls):
-        return os.path.join(CONFIG_DIR, "mmbt_refnet.yaml")
-
-    @classmethod
-    def format_state_key(cls, key):
-        return MMBT.format_state_key(key)  # MMF's older MMBT checkpoints
+    CONFIG = "mmbt_refnet.yaml"
+    MMF_MODEL = MMBT  # reads MMF's older MMBT checkpoints (format_state_key)
 
     def build_backbone(self):
         config = self.config

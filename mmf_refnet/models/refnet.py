@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from transformers.models.bert.configuration_bert import BertConfig
 
-from mmf_refnet.models.base import CONFIG_DIR, ReFNetModel
+from mmf_refnet.models.base import ReFNetModel
 from mmf_refnet.modules import vilbert_inputs
 
 
@@ -56,13 +56,8 @@ def _quietly(function, *args, **kwargs):
 class ReFNet(ReFNetModel):
     """ViLBERT + the ReFNet head; ``refnet_ms`` is the same network with the MS loss on."""
 
-    @classmethod
-    def config_path(cls):
-        return os.path.join(CONFIG_DIR, "refnet.yaml")
-
-    @classmethod
-    def format_state_key(cls, key):
-        return ViLBERT.format_state_key(key)  # MMF's older ViLBERT checkpoints
+    CONFIG = "refnet.yaml"
+    MMF_MODEL = ViLBERT  # reads MMF's older ViLBERT checkpoints (format_state_key)
 
     def build_backbone(self) -> nn.Module:
         return build_vilbert_backbone(self.config, self.model_name())

@@ -18,34 +18,28 @@ forward composes the embedding layer's parts and the encoder itself (rc10's
 ``.cuda()`` and return no embedding output).
 """
 
-import os
 
 import torch
 from mmf.common.registry import registry
 from mmf.models.visual_bert import VisualBERT, VisualBERTBase
 
-from mmf_refnet.models.base import CONFIG_DIR, ReFNetModel
+from mmf_refnet.models.base import ReFNetModel
 from mmf_refnet.modules.bert_backbones import additive_mask, masked_mean, pretrained_or_random, region_mask
 
 
 @registry.register_model("visual_bert_refnet")
 class VisualBERTReFNet(ReFNetModel):
-    """VisualBERT + the ReFNet head (MS loss on by default, ζ = ``ms_loss.weight``)."""
+    """VisualBERT + the ReFNet head (MS loss on by default, ζ = ``ms_loss.weight``);
+    see the module docstring for what is fused and refined."""
 
-    @classmethod
-    def config_path(cls):
-        return os.path.join(CONFIG_DIR, "visual_bert_refnet.yaml")
-
-    @classmethod
-    def format_state_key(cls, key):
-        return VisualBERT.format_state_key(key)  # MMF's older VisualBERT checkpoints
+    CONFIG = "visual_bert_refnet.yaml"
+    MMF_MODEL = VisualBERT  # reads MMF's older VisualBERT checkpoints (format_state_key)
 
     def build_backbone(self):
-        config = self.config
-        backbone = pretrained_or_random(VisualBERTBase, config, self.model_name(),
-                                        visual_embedding_dim=int(config.visual_embedding_dim),
-                                        embedding_strategy=config.embedding_strategy)
-        if config.special_visual_initialize:  # visual position/segment tables start as the text ones
+        backbone = pretrained_or_random(VisualBERTBase, self.config, self.model_name(),
+                                        visual_embedding_dim=int(self.config.visual_embedding_dim),
+                                        embedding_strategy=self.config.embedding_strategy)
+        if self.config.special_visual_initialize:  # visual position/segment tables start as the text ones
             backbone.embeddings.initialize_visual_from_pretrained()
         return backbone
 

@@ -42,21 +42,10 @@ class SyntheticGraph:
     noise: float
     seed: int
 
-    @property
-    def m(self) -> int:
-        return self.A.shape[0]
-
-    @property
-    def k(self) -> int:
-        return self.W.shape[0]
-
-    @property
-    def n(self) -> int:
-        return self.F.shape[0]
-
-    @property
-    def d(self) -> int:
-        return self.F.shape[2]
+    m = property(lambda self: self.A.shape[0], doc="number of modalities")
+    k = property(lambda self: self.W.shape[0], doc="fused dimension")
+    n = property(lambda self: self.F.shape[0], doc="number of samples")
+    d = property(lambda self: self.F.shape[2], doc="feature dimension")
 
     @property
     def WA(self) -> np.ndarray:
