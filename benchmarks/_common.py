@@ -77,7 +77,7 @@ def _demo_model() -> dict:
     """The demo configs' model (projects/refnet/configs/demo/defaults.yaml), random init."""
     with open(os.path.join(REPO, "projects", "refnet", "configs", "demo", "defaults.yaml")) as handle:
         model = yaml.safe_load(handle)["model_config"]["refnet"]
-    return {key: value for key, value in model.items() if key in _BASE}
+    return {key: model.get(key, default) for key, default in _BASE.items()}  # the rest: the model defaults
 
 
 # backbone (ViLBERT keys; other backbones take the text stream's), refnet head, text length, regions, default batch
