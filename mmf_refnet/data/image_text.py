@@ -108,10 +108,6 @@ class ImageTextFeaturesDataset(MMFDataset):
 class ImageTextDataset(TextPaddingMixin, LabelFractionMixin, ImageTextFeaturesDataset):
     """``image_text`` with ``label_fraction`` and unlabeled training rows (data/label_fraction)."""
 
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(config, *args, **kwargs)
-        self._setup_labels()
-
     def row_label(self, row):
         return self.class_index.get(row["label"]) if "label" in row else None
 
