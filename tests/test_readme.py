@@ -16,7 +16,16 @@ checkpoint feeds the analysis commands. Data is the tests' replicas in MMF's lay
   all done; a ``sitecustomize`` on ``PYTHONPATH`` stops the process there (exit 97), saving the
   model's weights where ``save_model`` says so that later commands find the file the run would
   have written (a pretraining's ``refnet_final.pth``, a ``best.ckpt``);
-- ``ci``: ``bash scripts/test.sh`` is the command that runs this test; ``.ci/run`` must run it.
+- ``ci``: ``bash scripts/test.sh`` is the command that runs this test; ``.ci/run`` must run it;
+- ``elsewhere``: another test runs the line as written (the own-data commands: tests/test_own_data.py
+  reads them from the README); the check asserts that it does;
+- ``fails_named``: the command runs to a clear, expected error (``mmf_convert_hm`` on a replica zip,
+  whose SHA-256 is not the challenge's: the checksum error names the hash and ``--bypass_checksum``).
+
+Offline, ``bert-base-uncased`` (the real-data configs' ``bert_model_name``) comes from a Hugging
+Face cache in the hub layout made here (BERT-base's shapes, zero weights: the commands stop at the
+first batch), and ``vilbert.pretrained.cc.small`` from a zoo folder of ViLBERT-base's shapes under
+``<MMF_DATA_DIR>/models``, marked downloaded as rc10's zoo marks it.
 """
 
 import csv
@@ -61,10 +70,11 @@ torch.nn.modules.module.register_module_forward_pre_hook(_stop_at_the_first_forw
 
 @dataclass
 class Entry:
-    how: str  # complete | first_forward | ci
+    how: str  # complete | first_forward | ci | elsewhere | fails_named
     check: Optional[Callable] = None  # (workspace, output) -> None
     save_model: Optional[str] = None  # first_forward: where the stopped run leaves its weights
     timeout: int = 900
+    env: Optional[Callable] = None  # workspace -> extra environment variables for this command
 
 
 def readme_command_lines(text: str):
@@ -142,6 +152,28 @@ def _tsne_written(workspace, output):
     assert os.path.getsize(os.path.join(workspace, "save", "tsne.png")) > 10_000
 
 
+def _run_by_test_own_data(workspace, line):
+    from tests import test_own_data
+
+    assert line in [" ".join(command.split()) for command in test_own_data.readme_commands()]
+
+
+def _loaded_the_zoo_backbone(workspace, output):
+    _stopped_at_the_first_forward()(workspace, output)
+    with open(max(glob.glob(os.path.join(workspace, "save", "logs", "train_*.log")), key=os.path.getmtime)) as handle:
+        log = handle.read()
+    assert re.search(r"model\.bert <- model\.bert: (\d+) of \1 tensors", log), log[-3000:]
+
+
+HM_PASSWORD = "readme-test-password"
+
+
+def _converter_checked_the_zip(workspace, output):
+    assert "--bypass_checksum=1" in output and "c1363aae9649c79a" in output, output[-3000:]
+    assert os.path.isfile(os.path.join(workspace, "hateful_memes.zip"))  # checked before anything moved
+    assert not glob.glob(os.path.join(workspace, "convert_data", "**", "*.jsonl"), recursive=True)  # nothing converted
+
+
 HM = "projects/refnet/configs/hateful_memes"
 COMMANDS = {
     "bash scripts/setup.sh && .venv/bin/refnet demo": Entry("complete", _demo_ran, timeout=2400),
@@ -168,6 +200,22 @@ COMMANDS = {
     "--out save/graph": Entry("complete", _graph_of_checkpoint),
     "refnet analyze tsne --checkpoint save/demo/refnet_ms/best.ckpt --out save/tsne.png":
         Entry("complete", _tsne_written),
+    'mmf_convert_hm --zip_file=hateful_memes.zip --password="$HM_PASSWORD"':
+        Entry("fails_named", _converter_checked_the_zip,
+              env=lambda workspace: {"HM_PASSWORD": HM_PASSWORD,
+                                     "MMF_DATA_DIR": os.path.join(workspace, "convert_data")}),
+    "MMF_ZOO_MIRROR=https://mirror.example.org/mmf/data/ mmf_run config=projects/refnet/configs/mmimdb/refnet_ms.yaml":
+        Entry("first_forward", _stopped_at_the_first_forward()),
+    "mmf_run config=projects/refnet/configs/mmimdb/refnet_ms.yaml env.zoo_mirror=https://mirror.example.org/mmf/data/":
+        Entry("first_forward", _stopped_at_the_first_forward()),
+    "mmf_run config=projects/refnet/configs/mmimdb/refnet_ms.yaml checkpoint.resume_zoo=vilbert.pretrained.cc.small "
+    "checkpoint.resume_pretrained=True": Entry("first_forward", _loaded_the_zoo_backbone),
+    "refnet extract-features --images my_data/img --out my_data/features": Entry("elsewhere"),
+    "refnet own-data-config my_data/data.jsonl --backbone minilm --out my_data/refnet_ms.yaml": Entry("elsewhere"),
+    "mmf_run config=my_data/refnet_ms.yaml env.save_dir=save/my_data": Entry("elsewhere"),
+    "mmf_predict config=my_data/refnet_ms.yaml run_type=test env.save_dir=save/my_data "
+    "env.report_dir=save/my_data/predictions checkpoint.resume_file=save/my_data/best.ckpt "
+    "checkpoint.resume_pretrained=False": Entry("elsewhere"),
 }
 
 with open(README) as _handle:
@@ -195,27 +243,9 @@ def _copy_repository(target: str) -> None:
     os.symlink(os.path.join(runner.REPO, ".venv"), os.path.join(target, ".venv"))
 
 
-def _visual_entailment_features_where_configured(data_dir: str) -> None:
-    """The replica writes SNLI-VE's npy layout; the dataset config reads the lmdb beside it."""
-    import numpy as np
-
-    root = os.path.join(data_dir, "datasets", "visual_entailment", "defaults", "features")
-    npy = os.path.join(root, "flickr30k")
-    if not os.path.isdir(npy) or os.path.exists(os.path.join(root, "flickr30k.lmdb")):
-        return
-    items = {}
-    for name in sorted(os.listdir(npy)):
-        if name.endswith(".npy") and not name.endswith("_info.npy"):
-            key = name[:-4]
-            info = np.load(os.path.join(npy, f"{key}_info.npy"), allow_pickle=True).item()
-            items[key] = (np.load(os.path.join(npy, name)), info)
-    replicas.write_lmdb(os.path.join(root, "flickr30k.lmdb"), items)
-
-
 def _detectron_sized(lmdb_path: str, regions: int = 100, dim: int = 2048) -> None:
     """An MMF feature lmdb's regions zero-padded to Detectron's ``regions`` × ``dim`` (boxes repeated):
-    the replicas' are tiny, and the paper configs' ViLBERT reads 100 × 2048 (the README's
-    prediction command runs it on them)."""
+    the replicas' are tiny, and the paper configs' models read 100 × 2048 (checked when read)."""
     import pickle
 
     import lmdb
@@ -233,6 +263,67 @@ def _detectron_sized(lmdb_path: str, regions: int = 100, dim: int = 2048) -> Non
     env.close()
 
 
+def _zeros_fp16(module_on_meta) -> dict:
+    """A module's state dict as fp16 zeros (shapes are all the commands here need: they stop at the first batch)."""
+    import torch
+
+    return {key: torch.zeros(value.shape, dtype=torch.float16 if value.is_floating_point() else value.dtype)
+            for key, value in module_on_meta.state_dict().items()}
+
+
+def _bert_base_in_hub_cache(cache_dir: str) -> None:
+    """``bert-base-uncased`` in the hub layout: BERT-base's config and shapes, the packaged tokenizer files."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertModel
+
+    from mmf_refnet import assets
+    from tests import hf_cache
+
+    source = os.path.join(cache_dir, "_bert_base")
+    os.makedirs(source)
+    config = BertConfig()  # bert-base-uncased's sizes (vocabulary 30522, 12 x 768)
+    with torch.device("meta"):
+        model = BertModel(config, add_pooling_layer=True)
+    save_file(_zeros_fp16(model), os.path.join(source, "model.safetensors"), metadata={"format": "pt"})
+    config.to_json_file(os.path.join(source, "config.json"))
+    tokenizer_files = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+    for name in tokenizer_files:
+        shutil.copy(os.path.join(assets.asset_path("minilm"), name), os.path.join(source, name))
+    hf_cache.populate(cache_dir, "bert-base-uncased", source, files=("config.json", "model.safetensors") + tokenizer_files)
+    shutil.rmtree(source)
+
+
+def _vilbert_base_in_model_zoo(data_dir: str, key: str = "vilbert.pretrained.cc.small") -> None:
+    """MMF's zoo checkpoint ``key`` as rc10 leaves it after the download: ``<data_dir>/models/<key>/``
+    with ``config.yaml``, ``model.pth`` (ViLBERT-base pretraining model: ``model.bert.*``, ``model.cls.*``)
+    and the ``.built.json`` marker of the zoo entry's version."""
+    import torch
+    import yaml
+    from mmf.models.vilbert import BertPreTrainingHeads, ViLBERTBase
+    from mmf.utils.configuration import load_yaml
+    from mmf.utils.download import mark_done
+    from omegaconf import OmegaConf
+    from transformers.models.bert.configuration_bert import BertConfig
+
+    model_yaml = os.path.join(runner.REPO, "mmf_refnet", "configs", "models", "refnet.yaml")
+    vilbert_config = OmegaConf.to_container(OmegaConf.load(model_yaml).model_config.refnet)
+    vilbert_config.update(training_head_type="pretraining", fusion_method="mul", v_target_size=1601)
+    settings = BertConfig.from_dict(vilbert_config)
+    with torch.device("meta"):
+        pretraining = torch.nn.Module()
+        pretraining.model = torch.nn.Module()
+        pretraining.model.bert = ViLBERTBase(settings)
+        pretraining.model.cls = BertPreTrainingHeads(settings)
+    folder = os.path.join(data_dir, "models", key)
+    os.makedirs(folder)
+    torch.save(_zeros_fp16(pretraining), os.path.join(folder, "model.pth"))
+    with open(os.path.join(folder, "config.yaml"), "w") as handle:
+        yaml.safe_dump({"model": "vilbert", "model_config": {"vilbert": vilbert_config}}, handle)
+    zoo = load_yaml(os.path.join(runner.REPO, "mmf_refnet", "mmf_root", "configs", "zoo", "models.yaml"))
+    mark_done(folder, OmegaConf.select(zoo, key).version)
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("readme"))
@@ -240,9 +331,13 @@ def workspace(tmp_path_factory):
     data = os.path.join(root, "data")
     hateful_memes = replicas.hateful_memes(data)
     _detectron_sized(os.path.join(hateful_memes, "features", "detectron.lmdb"))
-    replicas.mmimdb(data)
+    mmimdb = replicas.mmimdb(data, classes=replicas.MMIMDB_GENRES)  # num_labels 24, as the project configs say
+    _detectron_sized(os.path.join(mmimdb, "features", "features.lmdb"))
     replicas.visual_entailment(data)
-    _visual_entailment_features_where_configured(data)
+    _detectron_sized(os.path.join(data, "datasets", "flickr30k", "defaults", "features", "detectron.lmdb"))
+    _bert_base_in_hub_cache(os.path.join(root, "hf", "hub"))
+    _vilbert_base_in_model_zoo(data)
+    replicas.hateful_memes_zip(os.path.join(root, "hateful_memes.zip"), HM_PASSWORD, sizes=(2, 1, 1))
     hook = os.path.join(root, "stop_hook")
     os.makedirs(hook)
     with open(os.path.join(hook, "sitecustomize.py"), "w") as handle:
@@ -261,6 +356,8 @@ def _environment(workspace: str, entry: Entry) -> dict:
     env = runner.offline_env({"MMF_DATA_DIR": os.path.join(workspace, "data"),
                               "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"})
     env.pop("OMP_NUM_THREADS", None)
+    env.update({"HF_HOME": os.path.join(workspace, "hf"), "HF_HUB_CACHE": os.path.join(workspace, "hf", "hub")})
+    env.update(entry.env(workspace) if entry.env else {})
     env["PET_MASTER_PORT"] = str(_free_port())  # torchrun's --master_port (its default, 29500, may be taken)
     if entry.how == "first_forward":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(workspace, "stop_hook"), env.get("PYTHONPATH")]))
@@ -277,11 +374,16 @@ def test_readme_command_runs_as_written(line, exact, workspace):
     if entry.how == "ci":
         entry.check(workspace, "")
         return
+    if entry.how == "elsewhere":
+        _run_by_test_own_data(workspace, line)
+        return
     result = subprocess.run(["bash", "-c", exact], cwd=workspace, env=_environment(workspace, entry),
                             capture_output=True, text=True, timeout=entry.timeout)
     output = result.stdout + result.stderr
     if entry.how == "complete":
         assert result.returncode == 0, f"{exact}\nexit {result.returncode}:\n{output[-6000:]}"
+    elif entry.how == "fails_named":
+        assert result.returncode not in (0, STOPPED), f"{exact}\nexit {result.returncode}:\n{output[-6000:]}"
     else:
         stopped = result.returncode == STOPPED or (line.startswith("torchrun") and result.returncode != 0)
         assert stopped, f"{exact}\nexit {result.returncode} before the first batch reached the model:\n{output[-6000:]}"
