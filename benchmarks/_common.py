@@ -55,35 +55,39 @@ IMAGE_SIZE = (640, 480)
 _TINY = {
     "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
     "v_hidden_size": 32, "v_num_hidden_layers": 2, "v_num_attention_heads": 2, "v_intermediate_size": 64,
-    "bi_hidden_size": 32, "bi_num_attention_heads": 2, "bi_intermediate_size": 64,
+    "bi_hidden_size": 32, "bi_num_attention_heads": 2,
     "v_biattention_id": [0, 1], "t_biattention_id": [0, 1], "vocab_size": 1000, "v_feature_size": 64,
 }
 _SMALL = {
     "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024,
     "v_hidden_size": 256, "v_num_hidden_layers": 2, "v_num_attention_heads": 4, "v_intermediate_size": 512,
-    "bi_hidden_size": 256, "bi_num_attention_heads": 4, "bi_intermediate_size": 512,
+    "bi_hidden_size": 256, "bi_num_attention_heads": 4,
     "v_biattention_id": [0, 1], "t_biattention_id": [2, 3], "vocab_size": 30522, "v_feature_size": 2048,
 }
 _BASE = {  # ViLBERT-base (the defaults of both model configs, spelled out)
     "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
     "v_hidden_size": 1024, "v_num_hidden_layers": 6, "v_num_attention_heads": 8, "v_intermediate_size": 1024,
-    "bi_hidden_size": 1024, "bi_num_attention_heads": 8, "bi_intermediate_size": 1024,
+    "bi_hidden_size": 1024, "bi_num_attention_heads": 8,
     "v_biattention_id": [0, 1, 2, 3, 4, 5], "t_biattention_id": [6, 7, 8, 9, 10, 11],
     "vocab_size": 30522, "v_feature_size": 2048,
 }
-_DEMO = {  # the demo configs' model (projects/refnet/configs/demo/): MiniLM-sized text stream, small visual stream
-    "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536,
-    "v_hidden_size": 256, "v_num_hidden_layers": 2, "v_num_attention_heads": 4, "v_intermediate_size": 512,
-    "bi_hidden_size": 256, "bi_num_attention_heads": 4, "bi_intermediate_size": 512,
-    "v_biattention_id": [0, 1], "t_biattention_id": [4, 5], "vocab_size": 30522, "v_feature_size": 1280,
-}
-# backbone, refnet head, text length, regions, default batch
+
+
+def _demo_model() -> dict:
+    """The demo configs' model (projects/refnet/configs/demo/defaults.yaml), random init."""
+    with open(os.path.join(REPO, "projects", "refnet", "configs", "demo", "defaults.yaml")) as handle:
+        model = yaml.safe_load(handle)["model_config"]["refnet"]
+    return {key: model.get(key, default) for key, default in _BASE.items()}  # the rest: the model defaults
+
+
+# backbone (ViLBERT keys; other backbones take the text stream's), refnet head, text length, regions, default batch
 SIZES = {
     "tiny": (_TINY, {"fused_dim": 16, "classifier": {"hidden_dim": 16}, "refiner": {"hidden_dim": 32}}, 16, 10, 32),
-    "demo": (_DEMO, {}, 12, 50, 32),  # text length and regions of emoji_memes
+    "demo": (_demo_model(), {}, 12, 50, 32),  # text length and regions of emoji_memes
     "small": (_SMALL, {}, 32, 36, 16),
     "base": (_BASE, {}, 128, 100, 32),
 }
+REFNET_MODELS = ("refnet", "refnet_ms", "visual_bert_refnet", "mmbt_refnet")
 # bf16 dense tensor-core peak (TFLOP/s) by device-name fragment; first match wins
 PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0), ("A100", 312.0),
                ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0), ("4090", 165.0))
@@ -131,15 +135,31 @@ def default_peak_tflops(device: str):
 
 # --- configs, models, batches -------------------------------------------------
 
-def load_config(model: str, size: str, device: str, workdir: str):
+def backbone_overrides(model: str, size: str) -> dict:
+    """The size's backbone in ``model``'s keys: ViLBERT's as they are; VisualBERT and MMBT take
+    the text stream's sizes and the region feature size."""
+    backbone = dict(SIZES[size][0], bert_model_name=None)
+    if model in ("visual_bert_refnet", "mmbt_refnet"):
+        features = backbone["v_feature_size"]
+        backbone = {key: backbone[key] for key in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                   "intermediate_size", "vocab_size", "bert_model_name")}
+        if model == "visual_bert_refnet":
+            backbone["visual_embedding_dim"] = features
+        else:
+            backbone.update(modal_hidden_size=features, modal_encoder={"params": {"in_dim": features}})
+    return backbone
+
+
+def load_config(model: str, size: str, device: str, workdir: str, overrides=None):
     """The project config of ``model`` with the size's backbone/head (rc10 Configuration)."""
     from mmf.utils.configuration import Configuration
+    from omegaconf import OmegaConf
 
-    backbone, head, _, _, _ = SIZES[size]
-    overrides = dict(backbone, bert_model_name=None)
-    if model.startswith("refnet"):
-        overrides.update(head)
-    config = {"includes": [os.path.join(PROJECT_CONFIGS, f"{model}.yaml")], "model_config": {model: overrides},
+    model_overrides = backbone_overrides(model, size)
+    if model in REFNET_MODELS:
+        model_overrides.update(SIZES[size][1])
+        model_overrides = OmegaConf.to_container(OmegaConf.merge(model_overrides, overrides or {}))
+    config = {"includes": [os.path.join(PROJECT_CONFIGS, f"{model}.yaml")], "model_config": {model: model_overrides},
               "training": {"device": device, "seed": 0}}
     path = os.path.join(workdir, f"{model}_{size}.yaml")
     with open(path, "w") as handle:
@@ -218,6 +238,8 @@ def rc10_image_inputs(container, device, with_cls_prob: bool = False) -> dict:
 def rc10_settings():
     """Anomaly detection on, fp32 'highest' matmuls, rc10's numpy input preparation and attention."""
     precision, prepare = torch.get_float32_matmul_precision(), vilbert_inputs.image_inputs
+    anomaly = torch.is_anomaly_enabled()
+    switches = fused_attention.ENABLED, vilbert_device.DEVICE_MASKS
     torch.set_float32_matmul_precision("highest")
     torch.autograd.set_detect_anomaly(True)
     vilbert_inputs.image_inputs = rc10_image_inputs
@@ -225,21 +247,22 @@ def rc10_settings():
     try:
         yield
     finally:
-        fused_attention.ENABLED = vilbert_device.DEVICE_MASKS = True
+        fused_attention.ENABLED, vilbert_device.DEVICE_MASKS = switches
         vilbert_inputs.image_inputs = prepare
-        torch.autograd.set_detect_anomaly(False)
+        torch.autograd.set_detect_anomaly(anomaly)
         torch.set_float32_matmul_precision(precision)
 
 
 @contextlib.contextmanager
 def refnet_settings(device: str):
     """refnet_trainer's defaults: TF32 on CUDA, anomaly detection off."""
-    precision = torch.get_float32_matmul_precision()
+    precision, anomaly = torch.get_float32_matmul_precision(), torch.is_anomaly_enabled()
     refnet_trainer.enable_tf32(device, True)
     torch.autograd.set_detect_anomaly(False)
     try:
         yield
     finally:
+        torch.autograd.set_detect_anomaly(anomaly)
         torch.set_float32_matmul_precision(precision)
 
 
@@ -399,12 +422,13 @@ class PeakMemory:
 class Condition:
     """One model under one recipe: built, warmed up (memory measured), ready to time."""
 
-    def __init__(self, model_name: str, recipe: str, args, workdir: str, compile_model=False):
-        """``compile_model``: False, True (torch.compile's default mode) or a mode name, e.g. reduce-overhead."""
+    def __init__(self, model_name: str, recipe: str, args, workdir: str, compile_model=False, overrides=None):
+        """``compile_model``: False, True (torch.compile's default mode) or a mode name, e.g. reduce-overhead;
+        ``overrides``: model config values (ReFNet models)."""
         self.model_name, self.recipe, self.device = model_name, recipe, args.device
         mode = compile_model if isinstance(compile_model, str) and compile_model != "default" else None
         self.label = recipe + (f"+compile({mode})" if mode else "+compile" if compile_model else "")
-        config = load_config(model_name, args.size, args.device, workdir)
+        config = load_config(model_name, args.size, args.device, workdir, overrides)
         with PeakMemory(args.device) as memory:
             self.model = build_model(config, model_name, args.device)
             optimizer = make_optimizer(recipe, self.model, config, args.device)

@@ -2,13 +2,14 @@
 
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, NamedTuple, Optional, Tuple
+
+from mmf_refnet.train_log import last_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "projects", "refnet", "configs")
@@ -101,12 +102,11 @@ def run_all(runs: List[Run], log_dir: str, jobs: int = 1, keep_checkpoints: bool
 
 
 def final_metrics(save_dir: str, split: str) -> Dict[str, float]:
-    """The last logged '<split>/...' metrics (for val: those of the best checkpoint, logged last)."""
-    with open(os.path.join(save_dir, "train.log")) as handle:
-        lines = [line for line in handle if "progress:" in line and f"{split}/" in line]
-    if not lines:
+    """The last logged '<split>/...' accuracy, AUROC and F1 (for val: those of the best checkpoint, logged last)."""
+    metrics = last_metrics(save_dir, split)
+    if not metrics:
         raise RuntimeError(f"no {split} metrics in {save_dir}/train.log")
-    return {k: float(v) for k, v in re.findall(rf"{split}/\w+/(accuracy|roc_auc|binary_f1): ([0-9.]+)", lines[-1])}
+    return {name: value for name, value in metrics.items() if name in ("accuracy", "roc_auc", "binary_f1")}
 
 
 def mean_std(values: List[float]) -> str:

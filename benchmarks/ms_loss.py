@@ -7,7 +7,7 @@ Times forward + backward of ``MultiSimilarity`` (pair masks, hard-pair mining,
 pml's loss; float32 as in training) on random (N, 512) embeddings for each N in
 --batch-sizes, single-label (2 classes) and multilabel (23 classes, MM-IMDB-like),
 and prints each as a share of the training step: ``--step-ms`` or the
-refnet_ms median of an ``overhead.py --json`` file. Goal: ≤ 2 % at N = 480.
+ReFNet model's median of an ``overhead.py --json`` file. Goal: ≤ 2 % at N = 480.
 Also counts the ATen ops it dispatches (launch cost where the GPU waits for
 the host; the count does not grow with N). Prints, never asserts.
 """
@@ -30,7 +30,7 @@ def parse_args(argv=None):
     parser.add_argument("--dim", type=int, default=512, help="fused embedding size (refnet: fused_dim 512)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--step-ms", type=float, default=None, help="training-step time to compare with")
-    parser.add_argument("--step-json", default=None, help="overhead.py --json output: its refnet_ms median is the step")
+    parser.add_argument("--step-json", default=None, help="overhead.py --json output: its ReFNet model's median is the step")
     parser.add_argument("--json", default=None, metavar="OUT")
     return parser.parse_args(argv)
 
@@ -59,7 +59,7 @@ def step_ms(args):
     if args.step_json:
         try:
             with open(args.step_json) as handle:
-                return json.load(handle)["ms_per_step_median"]["refnet_ms"]
+                return json.load(handle)["ms_per_step_median"]["refnet"]
         except (OSError, KeyError, ValueError) as error:
             print(f"no step time from {args.step_json} ({error}); shares not computed", file=sys.stderr)
             return None

@@ -1,8 +1,9 @@
 """mmf-refnet: ReFNet (Multimodal Fusion Refiner Networks) for MMF.
 
 Importing the package makes PyPI ``mmf==1.0.0rc10`` usable on a modern stack
-(``mmf_refnet.compat``) and registers the models ``refnet`` and ``refnet_ms``,
-their losses, metrics and the embedded demo dataset with MMF's registry.
+(``mmf_refnet.compat``) and registers the models ``refnet``, ``refnet_ms``,
+``visual_bert_refnet`` and ``mmbt_refnet``, their losses, metrics and the embedded
+demo dataset with MMF's registry.
 """
 
 from mmf_refnet._bootstrap import load as _load

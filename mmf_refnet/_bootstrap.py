@@ -14,6 +14,8 @@ REGISTERING_MODULES = (
     "mmf_refnet.metrics",
     "mmf_refnet.models.refnet",
     "mmf_refnet.models.refnet_ms",
+    "mmf_refnet.models.visual_bert_refnet",
+    "mmf_refnet.models.mmbt_refnet",
     "mmf_refnet.trainer",
     "mmf_refnet.data.label_fraction",
     "mmf_refnet.data.builder",

@@ -12,7 +12,6 @@
 import argparse
 import glob
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,12 +35,12 @@ def _demo_config(model: str, config_dir: str) -> str:
     return path
 
 
-def _last_metrics(log_text: str, split: str) -> str:
-    lines = [line for line in log_text.splitlines() if "progress:" in line and f"{split}/" in line]
-    if not lines:
-        return "(none logged)"
-    pairs = re.findall(rf"{split}/[\w]+/(accuracy|roc_auc|binary_f1): ([0-9.]+)", lines[-1])
-    return ", ".join(f"{name} {value}" for name, value in pairs)
+def _summary(save_dir: str, split: str) -> str:
+    from mmf_refnet.train_log import last_metrics
+
+    metrics = last_metrics(save_dir, split)
+    shown = [f"{name} {metrics[name]}" for name in ("accuracy", "roc_auc", "binary_f1") if name in metrics]
+    return ", ".join(shown) or "(none logged)"
 
 
 def _run(command, env) -> None:
@@ -52,7 +51,8 @@ def _run(command, env) -> None:
 
 
 def demo(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="refnet demo", description="Train ReFNet on the embedded emoji memes data.")
+    parser = argparse.ArgumentParser(prog="refnet demo", allow_abbrev=False,
+                                     description="Train ReFNet on the embedded emoji memes data.")
     parser.add_argument("--model", default="refnet_ms", choices=DEMO_MODELS)
     parser.add_argument("--data-dir", default=os.path.join("save", "demo", "data"))
     parser.add_argument("--save-dir", default=None, help="default: save/demo/<model>")
@@ -71,18 +71,17 @@ def demo(argv=None) -> int:
     _run([_console_script("mmf_predict"), *common, "run_type=test", f"checkpoint.resume_file={best}",
           "checkpoint.resume_pretrained=False", f"env.report_dir={report_dir}"], env)
     csvs = sorted(glob.glob(os.path.join(report_dir, "*.csv")), key=os.path.getmtime)
-    with open(os.path.join(save_dir, "train.log")) as handle:
-        log = handle.read()
     print(f"\nrefnet demo ({args.model}) finished in {time.time() - start:.0f} s")
-    print(f"  validation (best checkpoint): {_last_metrics(log, 'val')}")
-    print(f"  test:                         {_last_metrics(log, 'test')}")
+    print(f"  validation (best checkpoint): {_summary(save_dir, 'val')}")
+    print(f"  test:                         {_summary(save_dir, 'test')}")
     print(f"  best checkpoint:              {best}")
     print(f"  predictions CSV:              {csvs[-1] if csvs else '(not written)'}")
     return 0
 
 
 def prepare_demo(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="refnet prepare-demo", description="Build the emoji memes dataset (cached).")
+    parser = argparse.ArgumentParser(prog="refnet prepare-demo", allow_abbrev=False,
+                                     description="Build the emoji memes dataset (cached).")
     parser.add_argument("--data-dir", default=os.path.join("save", "demo", "data"))
     parser.add_argument("--variant", default="fit", choices=("fit", "category"))
     parser.add_argument("--seed", type=int, default=0)
@@ -109,40 +108,36 @@ def own_data_config(argv=None) -> int:
     return main_own_data_config(argv)
 
 
-def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
-    parser.add_argument("--max-samples", type=int, default=None)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                        help="MMF override for loading data, e.g. env.data_dir=/data (repeatable)")
+def _graph_inputs(args):
+    """The arrays ``refnet analyze graph --checkpoint`` analyses, from an MMF checkpoint."""
+    from mmf_refnet.analysis import collect
+
+    config, model = collect.load_checkpoint_model(args.checkpoint, args.opt, args.device)
+    arrays = collect.collect_from_model(config, model, args.split, args.max_samples, device=args.device)
+    modalities = model.model.refiner.modalities
+    return {"embeddings": arrays["fused"], "targets": {m: arrays[f"target_{m}"] for m in modalities},
+            "decoders": {m: model.model.refiner.decoders.decoder(m) for m in modalities}}
 
 
 def analyze_graph(argv) -> int:
-    from mmf_refnet.analysis import collect, graph
+    from mmf_refnet.analysis import graph
 
-    extra = argparse.ArgumentParser(add_help=False)
-    _checkpoint_options(extra)
-    options, rest = extra.parse_known_args(argv)
-
-    def load(path):
-        config, model = collect.load_checkpoint_model(path, options.opt, options.device)
-        arrays = collect.collect_from_model(config, model, options.split, options.max_samples, device=options.device)
-        return {"embeddings": arrays["fused"], "targets": {m: arrays[f"target_{m}"] for m in collect.MODALITIES},
-                "decoders": {m: model.model.refiner.decoders.decoder(m) for m in model.model.refiner.modalities}}
-
-    return graph.main_graph(rest, load_checkpoint=load)
+    return graph.main_graph(argv, load_checkpoint=_graph_inputs)
 
 
 def analyze_tsne(argv) -> int:
-    parser = argparse.ArgumentParser(prog="refnet analyze tsne", description="t-SNE panels per checkpoint (paper Fig. 5).")
+    from mmf_refnet.analysis import collect
+
+    parser = argparse.ArgumentParser(prog="refnet analyze tsne", allow_abbrev=False,
+                                     description="t-SNE panels per checkpoint (paper Fig. 5).")
     parser.add_argument("--checkpoint", nargs="+", required=True, help="one or more best.ckpt/current.ckpt files")
     parser.add_argument("--name", nargs="*", default=None, help="panel titles (default: parent folder names)")
     parser.add_argument("--perplexity", type=float, default=100.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="tsne.png")
-    _checkpoint_options(parser)
+    collect.add_checkpoint_options(parser)
     args = parser.parse_args(argv)
-    from mmf_refnet.analysis import collect, tsne
+    from mmf_refnet.analysis import tsne
 
     names = args.name or [os.path.basename(os.path.dirname(os.path.abspath(c))) for c in args.checkpoint]
     if len(names) != len(args.checkpoint):

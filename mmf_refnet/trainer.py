@@ -12,18 +12,16 @@ Keys under ``training:`` (a key missing from the config takes the default here):
     ``fp16`` autocast, ``off`` (fp32), or ``auto`` = bf16 on a CUDA device that
     supports it or on an x86 CPU with native bf16 instructions (``avx512_bf16``
     or ``amx_bf16`` in /proc/cpuinfo), else off: without them bf16 autocast on a
-    CPU is slower than fp32. Off by default because on an H100 the host-bound
-    ViLBERT-base step at batch 32 was slower with autocast (144 ms) than with
-    TF32 (104 ms); the demo configs use ``auto``. Measured on a 2-core
-    AVX512-BF16 EPYC, demo model: 0.33 s/step bf16 vs 0.55 s/step fp32, losses
-    equal to 3 decimals. ``fp16``
+    CPU is slower than fp32. Off by default because a host-bound GPU step (the
+    ViLBERT-base step at batch 32) pays for autocast's casts and gains nothing;
+    the demo configs use ``auto`` (timings: benchmarks/RESULTS.md). ``fp16``
     adds a ``torch.amp.GradScaler`` whose state is saved in every checkpoint.
     YAML reads a bare ``off`` as ``false``; both mean fp32.
 ``tf32`` (``true``)
     CUDA only: float32 matmuls/convolutions may use TF32 tensor cores.
 ``fused_optimizer`` (``true``)
     torch ``Adam``/``AdamW`` are built with ``fused=True`` (one multi-tensor
-    kernel; several times faster on CUDA and on CPU), falling back silently to
+    kernel instead of a loop over tensors), falling back silently to
     the default implementation where fused kernels are unavailable. An explicit
     ``fused``/``foreach`` in ``optimizer.params`` wins.
 ``compile`` (``false``)

@@ -40,6 +40,10 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 FILLER = ["a", "the", "this", "that", "meme", "photo", "picture", "some", "very", "really", "is", "of"]
 BIT_WORDS = ("alpha", "omega")
 GENRES = ["drama", "comedy", "action", "horror"]
+# The real MM-IMDB's 23 genres (its classes file; the project configs' num_labels 24 = these + MMF's <unk>)
+MMIMDB_GENRES = ["drama", "comedy", "romance", "thriller", "crime", "action", "adventure", "horror", "documentary",
+                 "mystery", "sci-fi", "fantasy", "family", "biography", "war", "history", "music", "animation",
+                 "musical", "western", "sport", "short", "film-noir"]
 VE_LABELS = ["entailment", "neutral", "contradiction"]
 N_BOXES = 6
 FEATURE_DIM = 16
@@ -186,9 +190,10 @@ def zip_binary() -> str:
     return found
 
 
-def mmimdb(data_dir: str, sizes=(64, 32, 32), seed: int = 0) -> str:
+def mmimdb(data_dir: str, sizes=(64, 32, 32), seed: int = 0, classes=GENRES) -> str:
     """Genres: 'Drama' iff image bit, 'Comedy' iff text bit, plus a random third genre (classes file lower-case,
-    as MMF's answer processor lower-cases the rows' genres)."""
+    as MMF's answer processor lower-cases the rows' genres); the classes file lists ``classes``
+    (``MMIMDB_GENRES``: the real dataset's, for its project configs as they are)."""
     rng = np.random.default_rng(seed)
     root = os.path.join(data_dir, "datasets", "mmimdb", "defaults")
     files = {"train": "train.jsonl", "val": "dev.jsonl", "test": "test.jsonl"}
@@ -205,7 +210,7 @@ def mmimdb(data_dir: str, sizes=(64, 32, 32), seed: int = 0) -> str:
             rows.append({"id": key, "plot": [caption(rng, int(t))], "genres": genres, "feature_path": f"{key}.npy"})
         write_jsonl(os.path.join(root, "annotations", files[split]), rows)
     write_lmdb(os.path.join(root, "features", "features.lmdb"), items)
-    write_lines(os.path.join(root, "extras", "classes_mm_imdb.txt"), GENRES)
+    write_lines(os.path.join(root, "extras", "classes_mm_imdb.txt"), classes)
     write_lines(os.path.join(root, "extras", "vocab_mmimdb.txt"), vocabulary())
     return root
 
@@ -323,7 +328,7 @@ def tiny_vilbert_overrides(vocab: int) -> dict:
         "vocab_size": vocab, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
         "intermediate_size": 64, "max_position_embeddings": 64, "v_feature_size": FEATURE_DIM,
         "v_hidden_size": 32, "v_num_hidden_layers": 2, "v_num_attention_heads": 2, "v_intermediate_size": 64,
-        "bi_hidden_size": 32, "bi_num_attention_heads": 2, "bi_intermediate_size": 64,
+        "bi_hidden_size": 32, "bi_num_attention_heads": 2,
         "v_biattention_id": [0, 1], "t_biattention_id": [0, 1], "bert_model_name": None,
         "hidden_dropout_prob": 0.0, "v_hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0, "v_attention_probs_dropout_prob": 0.0,

@@ -1,6 +1,5 @@
 """Helpers to run the unmodified ``mmf_run`` / ``mmf_predict`` console scripts on replicas."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -37,13 +36,10 @@ def offline_env(extra=None) -> dict:
 def tiny_config(tmp_path, dataset: str, model: str, overrides=None) -> str:
     """A config that includes the project config and shrinks ViLBERT and the schedule."""
     tokenizer = replicas.write_tokenizer(os.path.join(tmp_path, "tokenizer"))
-    model_overrides = replicas.tiny_vilbert_overrides(replicas.vocab_size())
-    if model.startswith("refnet"):
-        model_overrides.update({"fused_dim": 16, "classifier": {"hidden_dim": 16, "dropout": 0.0},
-                                "refiner": {"hidden_dim": 32, "dropout": 0.0}})
     config = {
-        "includes": [os.path.join(PROJECT_CONFIGS, dataset, f"{model}.yaml")],
-        "model_config": {model: model_overrides},
+        "includes": [project_config(dataset, model)],
+        "model": model,
+        "model_config": {model: tiny_model(model)},
         "dataset_config": {dataset: {"max_features": replicas.N_BOXES, "processors": {"text_processor": {"params": {
             "tokenizer_config": {"type": tokenizer}, "max_seq_length": 16}}}}},
         "training": {"batch_size": 16, "max_updates": 6, "log_interval": 2, "evaluation_interval": 3,
@@ -57,6 +53,35 @@ def tiny_config(tmp_path, dataset: str, model: str, overrides=None) -> str:
     with open(path, "w") as handle:
         yaml.safe_dump(config, handle)
     return path
+
+
+REFNET_MODELS = ("refnet", "refnet_ms", "visual_bert_refnet", "mmbt_refnet")
+TINY_HEAD = {"fused_dim": 16, "classifier": {"hidden_dim": 16, "dropout": 0.0}, "refiner": {"hidden_dim": 32, "dropout": 0.0}}
+
+
+def project_config(dataset: str, model: str) -> str:
+    """The project config of ``model`` on ``dataset``; for a backbone with no file of its own there,
+    the dataset's defaults (the test config names the model)."""
+    path = os.path.join(PROJECT_CONFIGS, dataset, f"{model}.yaml")
+    return path if os.path.exists(path) else os.path.join(PROJECT_CONFIGS, dataset, "defaults.yaml")
+
+
+def tiny_model(model: str) -> dict:
+    """Backbone and head sizes that train in seconds on a CPU."""
+    vocab = replicas.vocab_size()
+    bert = {"vocab_size": vocab, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "intermediate_size": 64, "max_position_embeddings": 64, "bert_model_name": None,
+            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    if model == "visual_bert_refnet":
+        overrides = {**bert, "visual_embedding_dim": replicas.FEATURE_DIM}
+    elif model == "mmbt_refnet":
+        overrides = {**bert, "modal_hidden_size": replicas.FEATURE_DIM,
+                     "modal_encoder": {"params": {"in_dim": replicas.FEATURE_DIM}}}
+    else:
+        overrides = replicas.tiny_vilbert_overrides(vocab)
+    if model in REFNET_MODELS:
+        overrides.update(TINY_HEAD)
+    return overrides
 
 
 def _merge(base: dict, extra: dict) -> None:
@@ -74,19 +99,3 @@ def run_cli(script: str, config: str, data_dir: str, save_dir: str, *opts, env=N
         output = f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{output}")
     return result
-
-
-def read_log_metrics(save_dir: str) -> list:
-    """Every 'val/...' metric line MMF logged, parsed from train.log (simple format)."""
-    lines = []
-    for root, _, files in os.walk(save_dir):
-        for name in files:
-            if name == "train.log":
-                with open(os.path.join(root, name)) as handle:
-                    lines += handle.read().splitlines()
-    return lines
-
-
-def read_json(path: str):
-    with open(path) as handle:
-        return json.load(handle)

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from mmf_refnet.analysis import graph
+from mmf_refnet.analysis.graph import training
 
 TOL = 1e-3
 
@@ -46,10 +47,10 @@ def test_moment_form_of_the_losses_equals_the_data_form():
     mix = torch.from_numpy(np.random.default_rng(1).standard_normal((5, 5)))
     decoded = torch.einsum("ij,njd->ind", mix, torch.from_numpy(s.fusion_input))
     features = torch.from_numpy(s.F.transpose(1, 0, 2).copy())
-    stats = graph._moments(s)
+    stats = training._moments(s)
     for loss in graph.LOSSES:
         expected = graph.refiner_loss(decoded, features, loss)
-        assert graph._moment_refiner_loss(mix, stats, loss, s.d).item() == pytest.approx(expected.item(), rel=1e-12)
+        assert training._moment_refiner_loss(mix, stats, loss, s.d).item() == pytest.approx(expected.item(), rel=1e-12)
 
 
 def test_cosine_refiner_recovers_identity_and_weighted_adjacency(cosine_result):
@@ -219,7 +220,7 @@ def test_cli_checkpoint_hook(tmp_path, capsys):
         graph.main_graph(["--checkpoint", "model.ckpt"])
     emb, targets, _ = _planted(shared=True, n=500)
     assert graph.main_graph(["--checkpoint", "model.ckpt", "--out", str(tmp_path)],
-                            load_checkpoint=lambda path: {"embeddings": emb, "targets": targets}) == 0
+                            load_checkpoint=lambda args: {"embeddings": emb, "targets": targets}) == 0
     assert "full R²" in capsys.readouterr().out
     assert (tmp_path / "graph_checkpoint_map.png").exists() and (tmp_path / "graph_checkpoint.json").exists()
 
@@ -229,3 +230,23 @@ def test_package_import_does_not_load_matplotlib():
             "import mmf_refnet.analysis; from mmf_refnet.analysis import graph; "
             "assert ('matplotlib' in sys.modules) == before, 'analysis imported matplotlib'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_parses_every_option_exactly(capsys):
+    """One parser: ``--m 4 8`` is a sweep over m (it once failed: "unrecognized arguments: 8"), ``--m 8``
+    is m = 8 (it once ran m = 4: prefix matching took --m for --max-samples), abbreviations are refused."""
+    from mmf_refnet import cli
+
+    parser = graph.build_parser()
+    assert parser.parse_args(["--synthetic", "--m", "4", "8"]).m == [4, 8]
+    args = parser.parse_args(["--synthetic", "--m", "8", "--max-samples", "5"])
+    assert args.m == [8] and args.max_samples == 5
+    for abbreviated in (["--synthetic", "--max", "5"], ["--synthetic", "--nois", "0.1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(abbreviated)
+    with pytest.raises(SystemExit):
+        cli.main(["analyze", "graph", "--help"])
+    usage = capsys.readouterr().out
+    options = [option for action in parser._actions for option in action.option_strings]
+    assert "--split" in options and "--opt" in options and "--m" in options
+    assert all(option in usage for option in options)

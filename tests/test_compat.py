@@ -478,7 +478,7 @@ def _padded_batch():
 def _run(model, batch, fused: bool):
     from mmf_refnet.compat import fused_attention
 
-    fused_attention.ENABLED = fused
+    previous, fused_attention.ENABLED = fused_attention.ENABLED, fused
     try:
         model.zero_grad(set_to_none=True)
         output = model(batch)
@@ -486,7 +486,7 @@ def _run(model, batch, fused: bool):
         grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
         return output, grads
     finally:
-        fused_attention.ENABLED = True
+        fused_attention.ENABLED = previous
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -83,8 +83,17 @@ def test_vendoring_is_reproducible(tmp_path):
 # --------------------------------------------------------------------------- task construction
 
 
+def test_python_api_defaults_to_random_confounders_as_config_and_cli():
+    import inspect
+
+    assert em.CONFOUNDERS[0] == "random"
+    for function in (em.prepare_emoji_memes, em.build_rows, em.confounders):
+        assert inspect.signature(function).parameters[
+            "kind" if function is em.confounders else "confounder_kind"].default == "random"
+
+
 def test_fit_confounder_property_holds_exactly(records):
-    rows = em.build_rows(records, "fit", seed=0)
+    rows = em.build_rows(records, "fit", seed=0, confounder_kind="subcategory")
     by_img = {f"img/{em.image_name(r.id)}.png": r for r in records}
     for split_rows in rows.values():
         images = {row["img"] for row in split_rows}
@@ -103,11 +112,12 @@ def test_fit_confounder_property_holds_exactly(records):
     assert same_sub > 0.9  # confounders are hard: mostly the same subcategory
 
 
+@pytest.mark.parametrize("kind", em.CONFOUNDERS)
 @pytest.mark.parametrize("size", [2, 3, 5, 11, 37])
-def test_confounders_are_derangements(records, size):
+def test_confounders_are_derangements(records, size, kind):
     for seed in range(20):
         subset = random.Random(seed).sample(records, size)
-        mapping = em.confounders(subset, random.Random(seed))
+        mapping = em.confounders(subset, random.Random(seed), kind)
         ids = {r.id for r in subset}
         assert set(mapping) == ids and set(mapping.values()) == ids
         assert all(a != b for a, b in mapping.items())

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
-from mmf_refnet.losses import MultiSimilarity, pair_masks, pml_scales, refiner_terms, stack_modalities
+from mmf_refnet.losses import MultiSimilarity, pair_masks, pml_scales, refiner_distances, refiner_terms
 
 
 def reference_ms(embeddings, is_positive, is_negative, positive_scale=2.0, negative_scale=50.0, base=0.5):
@@ -28,25 +28,20 @@ def reference_ms(embeddings, is_positive, is_negative, positive_scale=2.0, negat
 
 
 def test_refiner_terms_equal_hand_computed_cosine_loss():
-    outputs = {"text": torch.tensor([[1.0, 0.0], [0.0, 2.0]]), "image": torch.tensor([[1.0, 1.0], [3.0, 0.0]])}
-    targets = {"text": torch.tensor([[1.0, 0.0], [1.0, 0.0]]), "image": torch.tensor([[-1.0, -1.0], [1.0, 1.0]])}
-    modalities, stacked_outputs, stacked_targets = stack_modalities(outputs, targets)
-    assert modalities == ["text", "image"] and stacked_outputs.shape == (2, 2, 2)
-    terms = refiner_terms(stacked_outputs, stacked_targets, {"text": 0.1, "image": 0.3})
+    outputs = torch.tensor([[[1.0, 0.0], [0.0, 2.0]], [[1.0, 1.0], [3.0, 0.0]]])  # (text, image) x 2 rows
+    targets = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[-1.0, -1.0], [1.0, 1.0]]])
+    terms = refiner_terms(outputs, targets, {"text": 0.1, "image": 0.3})
     # text: cos = 1 and 0 -> mean(1 - cos) = 0.5; image: cos = -1 and 1/sqrt(2)
     assert terms["text"].item() == pytest.approx(0.1 * 0.5)
     assert terms["image"].item() == pytest.approx(0.3 * ((2.0 + (1 - 1 / math.sqrt(2))) / 2), rel=1e-6)
     assert terms["text"].shape == (1,)
     with pytest.raises(ValueError, match=r"2 stacked modalities but weights for \['text'\]"):
-        refiner_terms(stacked_outputs, stacked_targets, {"text": 0.1})
+        refiner_terms(outputs, targets, {"text": 0.1})
 
 
-def test_stack_modalities_names_missing_targets_and_unequal_shapes():
-    outputs = {"text": torch.zeros(3, 4), "image": torch.zeros(3, 4)}
-    with pytest.raises(KeyError, match=r"\['image'\] have no target"):
-        stack_modalities(outputs, {"text": torch.zeros(3, 4)})
-    with pytest.raises(ValueError, match=r"one shape for every modality.*'image': \(\(3, 4\), \(3, 5\)\)"):
-        stack_modalities(outputs, {"text": torch.zeros(3, 4), "image": torch.zeros(3, 5)})
+def test_refiner_distances_need_one_shape():
+    with pytest.raises(ValueError, match=r"outputs \(2, 3, 4\) and targets \(2, 3, 5\) need one shape"):
+        refiner_distances(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5))
 
 
 def test_paper_alpha_beta_map_to_pml_reversed():

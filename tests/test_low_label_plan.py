@@ -46,7 +46,7 @@ def test_every_row_composes_and_sets_what_it_names(task, tmp_path):
         assert (run.save_dir in needs) == settings["pretrained"]
     assert ("refnet_ms-natural", 1.0) not in seen and ("refnet_ms-lpb4", 1.0) not in seen
     reference = seen["refnet", 0.05]
-    assert reference == {"model": "refnet", "lpb": "0.25", "pretrained": False, "detach": True, "gamma": (0.1, 0.1)}
+    assert reference == {"model": "refnet", "lpb": "0.5", "pretrained": False, "detach": True, "gamma": (0.1, 0.1)}
     assert seen["refnet-gamma0", 0.05] == {**reference, "gamma": (0, 0)}
     assert seen["refnet-detach", 0.05] == {**reference, "detach": False}
     assert seen["refnet+pre", 0.05] == {**reference, "pretrained": True}

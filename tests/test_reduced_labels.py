@@ -50,7 +50,7 @@ def test_masked_losses_equal_hand_computation_on_a_mixed_batch(refnet_ms):
     losses = output["losses"]
     expected_ce = F.cross_entropy(output["scores"][labeled], sample_list.targets[labeled])
     assert losses["train/hateful_memes/cross_entropy"].item() == pytest.approx(expected_ce.item(), rel=1e-5)
-    expected_ms = refnet_ms.ms_weight * MultiSimilarity()(fused[labeled], sample_list.targets[labeled])
+    expected_ms = refnet_ms.config.ms_loss.weight * MultiSimilarity()(fused[labeled], sample_list.targets[labeled])
     assert losses["train/hateful_memes/ms_loss"].item() == pytest.approx(expected_ms.item(), rel=1e-5)
     unmasked = refnet_ms(inprocess.batch(size=8))["losses"]  # refiner terms do not depend on labels
     for modality in ("text", "image"):
@@ -156,7 +156,7 @@ def test_stock_model_with_plain_loss_and_few_labels_is_refused(tmp_path):
 
 
 def test_registered_ms_loss_uses_labeled_rows_only():
-    """A stock model listing ``refnet_ms`` under label_fraction: anchors and pairs from labeled rows only."""
+    """A stock model listing ``refnet_multi_similarity`` under label_fraction: anchors and pairs from labeled rows only."""
     from mmf.common.registry import registry
     from mmf.common.sample import SampleList
 
@@ -164,7 +164,7 @@ def test_registered_ms_loss_uses_labeled_rows_only():
     embeddings = torch.randn(8, 5, requires_grad=True)
     targets = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
     labeled = torch.tensor([1, 1, 0, 1, 0, 1, 1, 0], dtype=torch.bool)
-    loss = registry.get_loss_class("refnet_ms")(weight=0.5)
+    loss = registry.get_loss_class("refnet_multi_similarity")(weight=0.5)
     batch = SampleList({"targets": targets, "labeled": labeled})
     masked = loss(batch, {"fused_embedding": embeddings})
     expected = 0.5 * MultiSimilarity()(embeddings[labeled], targets[labeled])
@@ -177,13 +177,14 @@ def test_registered_ms_loss_uses_labeled_rows_only():
 def test_label_check_accepts_label_aware_losses_and_names_the_plain_ones():
     from omegaconf import OmegaConf
 
-    from mmf_refnet.data.label_fraction import check_model_masks_unlabeled
+    from mmf_refnet.data.label_fraction import check_losses_are_label_aware
 
-    def config(losses):
-        return OmegaConf.create({"model": "vilbert", "model_config": {"vilbert": {"losses": losses}}})
+    def config(model, losses):
+        return OmegaConf.create({"model": model, "model_config": {model: {"losses": losses}}})
 
-    check_model_masks_unlabeled(config(["labeled_cross_entropy", {"type": "refnet_ms"}, "refiner"]), "hateful_memes", 5)
-    refnet = OmegaConf.create({"model": "refnet_ms", "model_config": {"refnet_ms": {"losses": ["cross_entropy"]}}})
-    check_model_masks_unlabeled(refnet, "hateful_memes", 5)  # masks by itself
+    aware = ["labeled_cross_entropy", {"type": "refnet_multi_similarity"}, {"type": "refnet_refiner"}]
+    check_losses_are_label_aware(config("vilbert", aware), "hateful_memes", 5)
     with pytest.raises(ValueError, match=r"losses \['logit_bce'\]"):
-        check_model_masks_unlabeled(config(["refnet_ms", "logit_bce"]), "mmimdb", 3)
+        check_losses_are_label_aware(config("vilbert", ["refnet_multi_similarity", "logit_bce"]), "mmimdb", 3)
+    with pytest.raises(ValueError, match=r"model 'refnet_ms' trains with losses \['cross_entropy'\]"):
+        check_losses_are_label_aware(config("refnet_ms", ["cross_entropy"]), "hateful_memes", 5)

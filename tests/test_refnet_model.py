@@ -1,4 +1,5 @@
-"""The refnet models in-process: wiring, gradients, optimizer coverage, checkpoints."""
+"""refnet/refnet_ms specifics in-process: optimizer groups, no host sync, older checkpoints, loss switches
+(what every ReFNet backbone shares: test_refnet_backbones.py)."""
 
 import pytest
 import torch
@@ -10,52 +11,6 @@ from tests import inprocess
 def refnet_ms(tmp_path_factory):
     config = inprocess.configuration(tmp_path_factory.mktemp("cfg"), "refnet_ms")
     return config, inprocess.build(config, "refnet_ms")
-
-
-def test_forward_returns_scores_and_named_losses(refnet_ms):
-    _, model = refnet_ms
-    output = model(inprocess.batch())
-    assert output["scores"].shape == (6, 2)
-    assert output["fused_embedding"].shape == (6, 16)
-    assert set(output["losses"]) == {
-        "train/hateful_memes/cross_entropy",
-        "train/hateful_memes/refiner_text",
-        "train/hateful_memes/refiner_image",
-        "train/hateful_memes/ms_loss",
-    }
-    assert all(value.shape == (1,) and torch.isfinite(value).all() for value in output["losses"].values())
-
-
-def test_refiner_loss_in_model_equals_formula(refnet_ms):
-    _, model = refnet_ms
-    model.eval()
-    sample_list = inprocess.batch()
-    with torch.no_grad():
-        encoded = model.encode(sample_list)
-        output = model(sample_list)
-        decoded = model.model.refiner.decoders.decoder("image")(encoded["fused"])
-    expected = 0.1 * (1 - torch.nn.functional.cosine_similarity(decoded, encoded["image"], dim=-1)).mean()
-    assert output["losses"]["train/hateful_memes/refiner_image"].item() == pytest.approx(expected.item(), rel=1e-5)
-    model.train()
-
-
-def test_refiner_gradients_reach_decoders_fusion_and_backbone(refnet_ms):
-    _, model = refnet_ms
-    model.zero_grad()
-    output = model(inprocess.batch())
-    output["losses"]["train/hateful_memes/refiner_text"].sum().backward()
-    grads = {name: p.grad for name, p in model.named_parameters()}
-
-    def touched(prefix, index=None):  # index: the modality's slice of the refiner's stacked parameters
-        return any(g is not None and (g if index is None else g[index]).abs().sum() > 0
-                   for n, g in grads.items() if n.startswith(prefix))
-
-    assert model.model.refiner.modalities == ["text", "image"]
-    assert touched("model.refiner.decoders.", 0)
-    assert touched("model.fusion")
-    assert touched("model.bert")
-    assert not touched("model.refiner.decoders.", 1)  # only the text term was backpropagated
-    assert not touched("model.classifier")
 
 
 def test_every_trainable_parameter_is_in_the_optimizer(refnet_ms):
@@ -112,19 +67,6 @@ def test_training_forward_and_backward_never_wait_for_the_device(refnet_ms):
     with recorder:
         model(sample_list)
     assert "nonzero" in recorder.names  # the check would see a sync: label_fraction batches select rows
-
-
-def test_checkpoint_round_trip_restores_decoders(refnet_ms, tmp_path):
-    config, model = refnet_ms
-    path = tmp_path / "model.pth"
-    torch.save(model.state_dict(), path)
-    assert "model.refiner.decoders.hidden.weight" in model.state_dict()
-    fresh = inprocess.build(config, "refnet_ms")
-    before = fresh.model.refiner.decoders.hidden.weight.clone()
-    fresh.load_state_dict(torch.load(path))
-    after = fresh.model.refiner.decoders.hidden.weight
-    assert not torch.equal(before, after)
-    assert torch.equal(after, model.model.refiner.decoders.hidden.weight)
 
 
 def test_checkpoint_of_per_modality_decoders_loads(refnet_ms):
@@ -209,21 +151,41 @@ def test_refnet_has_no_ms_loss_by_default(tmp_path):
     assert "train/hateful_memes/ms_loss" not in model(inprocess.batch())["losses"]
 
 
-def test_registered_losses_work_for_other_models_by_config(refnet_ms):
-    """`refiner` and `refnet_ms` as MMF losses (a model's `losses:` list) on another model's output."""
+def test_registered_losses_work_for_other_models_by_config():
+    """``refnet_refiner`` and ``refnet_multi_similarity`` as MMF losses (any model's ``losses:``) on stacked outputs."""
     from mmf.modules.losses import Losses
 
-    from mmf_refnet.losses import MultiSimilarity, refiner_terms, stack_modalities
+    from mmf_refnet.losses import MultiSimilarity, refiner_terms
 
-    losses = Losses([{"type": "refiner", "params": {"weights": {"text": 0.2, "image": 0.3}}},
-                     {"type": "refnet_ms", "params": {"weight": 0.5, "miner_epsilon": None}}])
+    losses = Losses([{"type": "refnet_refiner", "params": {"modality": "text", "weight": 0.2}},
+                     {"type": "refnet_refiner", "params": {"modality": "image", "weight": 0.3}},
+                     {"type": "refnet_multi_similarity", "params": {"weight": 0.5, "miner_epsilon": None}}])
     torch.manual_seed(0)
-    outputs = {"text": torch.randn(6, 4), "image": torch.randn(6, 4)}
-    targets = {"text": torch.randn(6, 4), "image": torch.randn(6, 4)}
-    fused = torch.randn(6, 5)
+    outputs, targets, fused = torch.randn(2, 6, 4), torch.randn(2, 6, 4), torch.randn(6, 5)
     sample_list = inprocess.batch(size=6)
-    values = losses(sample_list, {"refiner_outputs": outputs, "refiner_targets": targets, "fused_embedding": fused})
-    expected_refiner = sum(refiner_terms(*stack_modalities(outputs, targets)[1:], {"text": 0.2, "image": 0.3}).values())
-    assert values["train/hateful_memes/refiner"].item() == pytest.approx(expected_refiner.item(), rel=1e-6)
+    model_output = {"refiner_outputs": outputs, "refiner_targets": targets, "refiner_modalities": ("text", "image"),
+                    "fused_embedding": fused}
+    values = losses(sample_list, model_output)
+    expected = refiner_terms(outputs, targets, {"text": 0.2, "image": 0.3})
+    assert values["train/hateful_memes/refnet_refiner"].item() == pytest.approx(expected["image"].item(), rel=1e-6)
+    assert len(model_output["refiner_distances"]) == 2  # one batched cosine for both modalities
     expected_ms = 0.5 * MultiSimilarity(miner_epsilon=None)(fused, sample_list.targets)
-    assert values["train/hateful_memes/refnet_ms"].item() == pytest.approx(expected_ms.item(), rel=1e-6)
+    assert values["train/hateful_memes/refnet_multi_similarity"].item() == pytest.approx(expected_ms.item(), rel=1e-6)
+
+
+def test_a_zero_weight_switches_a_term_off(tmp_path):
+    opts = ["model_config.refnet_ms.ms_loss.weight=0", "model_config.refnet_ms.refiner.weights.image=0"]
+    config = inprocess.configuration(tmp_path, "refnet_ms", opts=opts)
+    losses = inprocess.build(config, "refnet_ms")(inprocess.batch())["losses"]
+    assert set(losses) == {"train/hateful_memes/cross_entropy", "train/hateful_memes/refiner_text"}
+    opts = ["model_config.refnet.refiner.weights.text=0", "model_config.refnet.refiner.weights.image=0"]
+    config = inprocess.configuration(tmp_path, "refnet", opts=opts)
+    output = inprocess.build(config, "refnet")(inprocess.batch())
+    assert set(output["losses"]) == {"train/hateful_memes/cross_entropy"}
+    assert "refiner_outputs" not in output  # nothing reads the decoders: not run
+
+
+def test_pretraining_runs_the_refiner_losses_only(tmp_path):
+    config = inprocess.configuration(tmp_path, "refnet_ms", opts=["model_config.refnet_ms.pretrain_refiner=True"])
+    losses = inprocess.build(config, "refnet_ms")(inprocess.batch())["losses"]
+    assert set(losses) == {"train/hateful_memes/refiner_text", "train/hateful_memes/refiner_image"}

@@ -1,5 +1,5 @@
-"""Load a trained refnet checkpoint through MMF's own machinery and collect, for a
-split, its fused embeddings, refiner outputs, refiner targets and labels.
+"""Load a trained ReFNet checkpoint (any backbone) through MMF's own machinery and collect,
+for a split, its fused embeddings, refiner outputs, refiner targets and labels.
 
 The checkpoint's saved config is rebuilt into a full MMF Configuration (defaults,
 dataset and model configs, then the saved values, then ``overrides``), the dataset
@@ -18,7 +18,14 @@ from tqdm import tqdm
 
 from mmf_refnet import checkpoint_files
 
-MODALITIES = ("text", "image")
+
+def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say which data a checkpoint is run on (``refnet analyze graph|tsne``)."""
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="checkpoint mode: data split")
+    parser.add_argument("--max-samples", type=int, default=None, help="checkpoint mode: at most this many samples")
+    parser.add_argument("--device", default="cpu", help="checkpoint mode: where the model runs")
+    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="checkpoint mode: MMF override for loading data, e.g. env.data_dir=/data (repeatable)")
 
 
 def read_checkpoint(path: str) -> dict:
@@ -51,12 +58,15 @@ def load_model(config, state: dict) -> torch.nn.Module:
     from mmf.utils.build import build_model
     from omegaconf import open_dict
 
+    from mmf_refnet.models.base import ReFNetModel
+
     attributes = config.model_config[config.model]
     with open_dict(attributes):
         attributes.model = config.model
     model = build_model(attributes)
-    if not hasattr(model, "encode") or not hasattr(model.model, "refiner"):
-        raise ValueError(f"model '{config.model}' has no refiner: analysis needs a refnet/refnet_ms checkpoint")
+    if not isinstance(model, ReFNetModel):
+        raise ValueError(f"model '{config.model}' has no refiner: analysis needs a ReFNet model's checkpoint "
+                         "(refnet, refnet_ms, visual_bert_refnet, mmbt_refnet)")
     weights = {key.replace("module.", "", 1) if key.startswith("module.") else key: value
                for key, value in state["model"].items()}
     model.load_state_dict(weights)
@@ -76,7 +86,7 @@ def build_loader(config, split: str, device: str = "cpu"):
 
 
 def load_checkpoint_model(checkpoint: str, overrides: Optional[List[str]] = None, device: str = "cpu"):
-    """(config, model in eval mode) for an MMF refnet checkpoint."""
+    """(config, model in eval mode) for an MMF checkpoint of a ReFNet model."""
     state = read_checkpoint(checkpoint)
     config = configuration_from_checkpoint(state, [f"training.device={device}", *(overrides or [])])
     return config, load_model(config, state).to(device)
@@ -93,13 +103,12 @@ def collect_from_model(config, model, split: str = "val", max_samples: Optional[
     with tqdm(total=total, desc=f"embeddings ({split})", disable=not progress) as bar:
         for batch in loader:
             batch = dataset.prepare_batch(batch)
-            encoded = model.encode(batch)
-            refined, targets = model.model.refiner(encoded["fused"], {m: encoded[m] for m in MODALITIES})
-            take = min(len(encoded["fused"]), total - seen)
-            _append(parts, "fused", encoded["fused"][:take])
-            for index, modality in enumerate(model.model.refiner.modalities):
-                _append(parts, f"refined_{modality}", refined[index][:take])
-                _append(parts, f"target_{modality}", targets[index][:take])
+            output = model.head_outputs(batch)  # no losses
+            take = min(len(output["fused_embedding"]), total - seen)
+            _append(parts, "fused", output["fused_embedding"][:take])
+            for index, modality in enumerate(output["refiner_modalities"]):
+                _append(parts, f"refined_{modality}", output["refiner_outputs"][index][:take])
+                _append(parts, f"target_{modality}", output["refiner_targets"][index][:take])
             if "targets" in batch:
                 _append(parts, "labels", batch.targets[:take])
             seen += take

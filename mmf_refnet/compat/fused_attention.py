@@ -13,8 +13,8 @@ Results equal rc10's up to float rounding in eval; in training the dropout
 masks are drawn differently (same distribution).
 
 Only for tensors on ``DEVICE_TYPES`` (CUDA): on the CPU, SDPA with dropout runs
-its unfused math path, and under bf16 autocast that measured 3–14 % slower than
-rc10's code (demo model, 2-core EPYC). ``ENABLED`` and ``DEVICE_TYPES`` are read
+its unfused math path, which was slower than rc10's code under bf16 autocast
+(benchmarks/RESULTS.md). ``ENABLED`` and ``DEVICE_TYPES`` are read
 at call time (benchmarks time rc10's stock step with ``ENABLED`` off; tests add
 "cpu").
 """

@@ -93,10 +93,6 @@ def _settle_transformers_flags() -> None:
             check()
 
 
-def is_stub() -> bool:
-    return getattr(sys.modules.get("torchvision"), "mmf_refnet_stub", False)
-
-
 def apply() -> None:
     if "torchvision" in sys.modules or _real_torchvision_works():
         return

@@ -9,6 +9,8 @@
 * ``own_data``      -- ``refnet own-data-config``: checks and splits your own
   (id, img, text, label) jsonl and writes its MMF config.
 * ``image_text`` / ``image_text_builder`` -- the MMF dataset of such rows.
+* ``text_padding``  -- each batch's text only as long as its longest row
+  (``training.text_padding``; mixed into the datasets of ``label_fraction``).
 
 Kept import-light on purpose (no torch / mmf here): submodules are imported
 only by the code that needs them.

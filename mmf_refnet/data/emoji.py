@@ -73,11 +73,6 @@ def load_emoji_index(assets_dir: Optional[Path] = None) -> List[EmojiRecord]:
     return list(_load_index(Path(assets_dir or ASSETS_DIR))[1])
 
 
-def index_metadata(assets_dir: Optional[Path] = None) -> dict:
-    """The index header (source package/version, tile size, categories...)."""
-    return dict(_load_index(Path(assets_dir or ASSETS_DIR))[0])
-
-
 def categories(assets_dir: Optional[Path] = None) -> List[str]:
     """The category names in their fixed (sorted) class order."""
     return sorted({r.category for r in load_emoji_index(assets_dir)})

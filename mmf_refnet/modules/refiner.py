@@ -43,9 +43,8 @@ class Decoders(nn.Module):
     refiner space, all modalities computed together: (B, k) → (M, B, d).
 
     The function and initial distribution of one ``Linear → GELU → Dropout →
-    Linear`` per modality, in fewer kernel launches (the head's cost on a GPU:
-    forward + backward of the refiner with its loss dispatch 81 ops instead of
-    116 for two modalities). Checkpoints of that per-modality layout
+    Linear`` per modality, in fewer kernel launches (the head's cost on a
+    host-bound GPU). Checkpoints of that per-modality layout
     (``decoders.<modality>.0.weight``, …) load into this one.
     """
 
@@ -132,12 +131,13 @@ class Refiner(nn.Module):
         self.detach_targets = bool(detach_targets)
         self.target_maps = nn.ModuleDict()
         sizes = {}
+        smallest = min(feature_dims.values())  # fixed_random's default refiner space: fits every modality
         for index, (modality, feature_dim) in enumerate(feature_dims.items()):
             if target_map == "identity":
                 self.target_maps[modality] = nn.Identity()
                 sizes[modality] = feature_dim
             else:
-                sizes[modality] = int(refiner_dim or feature_dim)
+                sizes[modality] = int(refiner_dim or smallest)
                 self.target_maps[modality] = FixedRandomProjection(feature_dim, sizes[modality], seed + index)
         if len(set(sizes.values())) > 1:  # the modalities are decoded together, to one size
             raise ValueError(f"the refiner decodes every modality to one size, got {sizes}; "

@@ -1,0 +1,49 @@
+"""The Multi-Similarity loss over the global batch of a distributed run (as pml's
+DistributedLossWrapper): every rank sees all ranks' embeddings, only its own rows
+carry gradient, and the gradient is scaled back up against DDP's averaging."""
+
+from typing import Optional
+
+import torch
+
+
+def _gather_padded(tensor: torch.Tensor, sizes, max_size: int):
+    import torch.distributed as dist
+
+    padded = tensor.new_zeros((max_size,) + tuple(tensor.shape[1:]))
+    padded[: tensor.size(0)] = tensor.detach()
+    gathered = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(gathered, padded)
+    return [chunk[:size] for chunk, size in zip(gathered, sizes)]
+
+
+def global_batch(embeddings: torch.Tensor, targets: torch.Tensor, labeled: Optional[torch.Tensor] = None):
+    """All ranks' embeddings/targets/labeled flags, this rank's rows keeping their graph.
+
+    Other ranks' rows carry no gradient (as in pml's DistributedLossWrapper);
+    uneven batch sizes are padded for the all-gather and trimmed after.
+    Returns the inputs unchanged when not running distributed.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return embeddings, targets, labeled, 1
+    world, rank = dist.get_world_size(), dist.get_rank()
+    size = torch.tensor([embeddings.size(0)], device=embeddings.device)
+    all_sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(all_sizes, size)
+    sizes = [int(s.item()) for s in all_sizes]
+    if labeled is None:
+        labeled = torch.ones(embeddings.size(0), dtype=torch.bool, device=embeddings.device)
+    parts = [_gather_padded(t, sizes, max(sizes)) for t in (embeddings, targets, labeled.to(torch.uint8))]
+    parts[0][rank] = embeddings
+    parts[1][rank] = targets
+    return torch.cat(parts[0]), torch.cat(parts[1]), torch.cat(parts[2]).bool(), world
+
+
+def scale_gradient(loss: torch.Tensor, factor: int) -> torch.Tensor:
+    """Same value, gradient × factor: undoes DDP's gradient averaging for a loss
+    every rank computes on the global batch (only its own rows carry gradient)."""
+    if factor == 1:
+        return loss
+    return loss * factor - loss.detach() * (factor - 1)
