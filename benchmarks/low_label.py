@@ -68,7 +68,7 @@ def dataset_defaults() -> Dict:
 
 
 def model_defaults() -> Dict:
-    return OmegaConf.to_container(OmegaConf.load(os.path.join(REPO, "mmf_refnet", "configs", "models", "refnet.yaml"))
+    return OmegaConf.to_container(OmegaConf.load(os.path.join(REPO, "mmf_refnet", "configs", "models", "refnet_head.yaml"))
                                   .model_config.refnet)
 
 
