@@ -60,6 +60,8 @@ bf16 autocast gains little over TF32 there and ``compile`` is what helps.
 """
 
 import contextlib
+import re
+import warnings
 from typing import Dict, Optional
 
 import torch
@@ -245,6 +247,15 @@ def _as_number(value) -> float:
     return value.detach().float().mean().item() if isinstance(value, torch.Tensor) else float(value)
 
 
+@contextlib.contextmanager
+def stepping_by_update():
+    """rc10 steps its LR scheduler with ``step(num_updates)``: the closed form for that update, which is
+    what it means; torch warns that the argument is deprecated, which says nothing to a user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=re.escape("The epoch parameter in `scheduler.step()`"))
+        yield
+
+
 def check_finite_loss(loss: torch.Tensor, losses: Dict[str, torch.Tensor], update: int, iteration: int) -> None:
     """Raise ``FloatingPointError`` when the total loss is NaN/inf (one host sync per step)."""
     if bool(torch.isfinite(loss.detach()).all()):
@@ -374,6 +385,10 @@ class RefNetTrainer(BaseTrainer):
         self.num_updates += 1
         self.profile("Backward time")
 
+    def _run_scheduler(self):
+        with stepping_by_update():
+            super()._run_scheduler()
+
     def _logistics(self, report):
         """rc10's logging/checkpoint/validation, only after an optimizer step."""
         if not self.stepped:
@@ -432,7 +447,8 @@ class RefNetTrainer(BaseTrainer):
             return
         if state is not None and state.get("lr_scheduler"):
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        self.lr_scheduler.step(self.num_updates - 1)
+        with stepping_by_update():
+            self.lr_scheduler.step(self.num_updates - 1)
 
     def _resume_data_position(self, data: Optional[dict]) -> None:
         loader = getattr(self, "dataset_loader", None)

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from mmf_refnet.train_log import last_metrics
 from tests import replicas, runner
@@ -45,6 +46,12 @@ def test_vilbert_trains_on_hateful_memes_and_learns(hm_vilbert):
     assert metrics["accuracy"] >= 0.85 and metrics["roc_auc"] >= 0.9
     for name in ("best.ckpt", "current.ckpt", "vilbert_final.pth", "config.yaml"):
         assert os.path.exists(os.path.join(hm_vilbert["save"], name)), name
+
+
+def test_rc10s_scheduler_steps_raise_no_deprecation_warning(hm_vilbert):
+    # rc10 steps the scheduler by update number; torch's warning about it would reach every user's console
+    assert OmegaConf.load(os.path.join(hm_vilbert["save"], "config.yaml")).training.lr_scheduler is True
+    assert "The epoch parameter in `scheduler.step()`" not in hm_vilbert["stdout"]
 
 
 def test_anomaly_detection_is_off_by_default(hm_vilbert):
