@@ -292,7 +292,8 @@ def vilbert_zoo_checkpoint(path: str, model_config: dict, seed: int = 0) -> dict
     from mmf.models.vilbert import BertPreTrainingHeads, ViLBERTBase
     from transformers.models.bert.configuration_bert import BertConfig
 
-    vilbert_config = {**model_config, "training_head_type": "pretraining", "fusion_method": "mul"}
+    pretraining_heads = {"v_target_size": 1601, "visual_target": 0}  # MMF's ViLBERT defaults; refnet has no such heads
+    vilbert_config = {**pretraining_heads, **model_config, "training_head_type": "pretraining", "fusion_method": "mul"}
     bert_config = BertConfig.from_dict(vilbert_config)
     pretraining = torch.nn.Module()
     pretraining.model = torch.nn.Module()

@@ -1,5 +1,6 @@
 """Helpers to run the unmodified ``mmf_run`` / ``mmf_predict`` console scripts on replicas."""
 
+import copy
 import os
 import shutil
 import subprocess
@@ -80,7 +81,7 @@ def tiny_model(model: str) -> dict:
     else:
         overrides = replicas.tiny_vilbert_overrides(vocab)
     if model in REFNET_MODELS:
-        overrides.update(TINY_HEAD)
+        overrides.update(copy.deepcopy(TINY_HEAD))  # a test's overrides merge into it: never into TINY_HEAD itself
     return overrides
 
 

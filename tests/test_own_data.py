@@ -87,7 +87,7 @@ def _write(path, lines):
 def test_bad_rows_are_named_by_file_and_line(tmp_path):
     good = '{"id": 1, "img": "img/1.png", "text": "a", "label": 0}'
     cases = {
-        "line 2: not JSON": [good, '{"id": 2, '],
+        "line 2: not valid JSON": [good, '{"id": 2, '],
         "line 2: no img": [good, '{"id": 2, "text": "b", "label": 1}'],
         "line 2: id 1 repeats line 1": [good, '{"id": 1, "img": "img/2.png", "text": "b", "label": 1}'],
     }

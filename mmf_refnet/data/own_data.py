@@ -22,6 +22,8 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
+from mmf_refnet.data.jsonl_rows import AnnotationFormatError, read_jsonl_with_lines
+
 REQUIRED_KEYS = ("id", "img", "text")
 SPLITS = ("train", "val", "test")
 SPLIT_FILES = {"train": "train.jsonl", "val": "dev.jsonl", "test": "test.jsonl"}
@@ -39,26 +41,20 @@ def read_rows(path: str) -> List[dict]:
     """The rows of a jsonl file; a bad line, a missing key or a repeated id is an error naming file and line."""
     if not os.path.isfile(path):
         raise OwnDataError(f"annotation file '{path}' does not exist")
-    rows, seen = [], {}
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise OwnDataError(f"{path}, line {number}: not JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise OwnDataError(f"{path}, line {number}: a row must be a JSON object, got {type(row).__name__}")
-            missing = [key for key in REQUIRED_KEYS if key not in row]
-            if missing:
-                raise OwnDataError(f"{path}, line {number}: no {', '.join(missing)} (rows need id, img, text; label "
-                                   "optional)")
-            key = json.dumps(row["id"])
-            if key in seen:
-                raise OwnDataError(f"{path}, line {number}: id {row['id']!r} repeats line {seen[key]}")
-            seen[key] = number
-            rows.append(row)
+    try:
+        rows, numbers = read_jsonl_with_lines(path)
+    except AnnotationFormatError as error:
+        raise OwnDataError(str(error)) from None
+    seen = {}
+    for row, number in zip(rows, numbers):
+        missing = [key for key in REQUIRED_KEYS if key not in row]
+        if missing:
+            raise OwnDataError(f"{path}, line {number}: no {', '.join(missing)} (rows need id, img, text; label "
+                               "optional)")
+        key = json.dumps(row["id"])
+        if key in seen:
+            raise OwnDataError(f"{path}, line {number}: id {row['id']!r} repeats line {seen[key]}")
+        seen[key] = number
     if not rows:
         raise OwnDataError(f"annotation file '{path}' has no rows")
     return rows
