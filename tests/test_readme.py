@@ -213,9 +213,9 @@ COMMANDS = {
         Entry("fails_named", _converter_checked_the_zip,
               env=lambda workspace: {"HM_PASSWORD": HM_PASSWORD,
                                      "MMF_DATA_DIR": os.path.join(workspace, "convert_data")}),
-    "MMF_ZOO_MIRROR=https://mirror.example.org/mmf/data/ mmf_run config=projects/refnet/configs/mmimdb/refnet_ms.yaml":
+    "MMF_ZOO_MIRROR=http://localhost:8765/mmf/data/ mmf_run config=projects/refnet/configs/mmimdb/refnet_ms.yaml":
         Entry("first_forward", _stopped_at_the_first_forward()),
-    "mmf_run config=projects/refnet/configs/mmimdb/refnet_ms.yaml env.zoo_mirror=https://mirror.example.org/mmf/data/":
+    "mmf_run config=projects/refnet/configs/mmimdb/refnet_ms.yaml env.zoo_mirror=http://localhost:8765/mmf/data/":
         Entry("first_forward", _stopped_at_the_first_forward()),
     "mmf_run config=projects/refnet/configs/mmimdb/refnet_ms.yaml checkpoint.resume_zoo=vilbert.pretrained.cc.small "
     "checkpoint.resume_pretrained=True": Entry("first_forward", _loaded_the_zoo_backbone),
