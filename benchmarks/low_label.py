@@ -29,10 +29,11 @@ option before them takes several values, e.g. ``--seeds 0 1 -- env.data_dir=...`
 import argparse
 import json
 import os
+import statistics
 import sys
 from typing import Dict, List, NamedTuple, Optional
 
-from _runs import CONFIGS, REPO, Run, final_metrics, finished, mean_std, run_all
+from _runs import CONFIGS, REPO, Run, final_metrics, finished, run_all
 from omegaconf import OmegaConf
 
 DATASET_KEY = "emoji_memes"
@@ -167,6 +168,8 @@ def parse_args(argv=None):
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep every run's checkpoints (~1-2 GB a run)")
     parser.add_argument("--out", help="default: save/bench/low_label/<task>")
     parser.add_argument("--report-only", action="store_true", help="no training: table and plot of the finished runs")
+    parser.add_argument("--previous", help="results JSON of an earlier study of the same task and budget: its cells "
+                        "fill the table and plot where this study has no finished run")
     parser.add_argument("opts", nargs="*", help="extra MMF options")
     args = parser.parse_args(argv)
     args.pretrain_updates = args.pretrain_updates or args.max_updates
@@ -201,8 +204,10 @@ def report(args, grid) -> None:
                 for split in ("val", "test"):
                     for name, value in final_metrics(run.save_dir, split).items():
                         scores.setdefault(f"{split}/{name}", []).append(value)
-            results.append({"row": row, "fraction": fraction, "seeds": [seed for seed, _ in done],
+            results.append({"task": args.task, "row": row, "fraction": fraction, "seeds": [seed for seed, _ in done],
                             "max_updates": args.max_updates, "scores": scores})
+    if args.previous:
+        results = merge_previous(results, read_previous(args.previous, args.task, args.max_updates), args.rows)
     with open(os.path.join(args.out, "results.json"), "w") as handle:
         json.dump(results, handle, indent=1)
     columns = [f"{split}/{name}" for name in TASK_METRICS[args.task] for split in ("val", "test")]
@@ -210,9 +215,50 @@ def report(args, grid) -> None:
     print("| row | labels | " + " | ".join(columns) + " | seeds |")
     print("|---|---|" + "---|" * len(columns) + "---|")
     for r in results:
-        cells = [mean_std(r["scores"][c]) if c in r["scores"] else "–" for c in columns]
+        cells = [format_stats(stats(r, c)) for c in columns]
         print(f"| {r['row']} | {r['fraction']:.0%} | " + " | ".join(cells) + f" | {len(r['seeds'])} |")
     plot(args, results, os.path.join(args.out, f"low_label_{args.task}.png"))
+
+
+def read_previous(path: str, task: str, max_updates: int) -> List[Dict]:
+    """An earlier study's cells: entries as results.json writes them (per-seed ``scores``), or with a
+    ``summary`` of [mean, std] per metric where only the summary was kept."""
+    with open(path) as handle:
+        entries = json.load(handle)
+    for entry in entries:
+        where = f"{path}: entry {entry.get('row')!r} at {entry.get('fraction')}"
+        if entry.get("task") != task or entry.get("max_updates") != max_updates:
+            raise SystemExit(f"{where} is task {entry.get('task')!r} with {entry.get('max_updates')} updates; "
+                             f"this study is {task!r} with {max_updates}")
+        if not ("scores" in entry or "summary" in entry) or not entry.get("seeds"):
+            raise SystemExit(f"{where} has no 'seeds' or neither 'scores' nor 'summary'")
+    return entries
+
+
+def merge_previous(results: List[Dict], previous: List[Dict], rows: List[str]) -> List[Dict]:
+    """This study's cells first; the earlier study's fill the cells this one has not run, in row order."""
+    have = {(r["row"], r["fraction"]) for r in results}
+    merged = results + [p for p in previous if (p["row"], p["fraction"]) not in have]
+    order = {row: i for i, row in enumerate(rows)}
+    return sorted(merged, key=lambda r: (order.get(r["row"], len(order)), r["fraction"]))
+
+
+def stats(entry: Dict, column: str) -> Optional[tuple]:
+    """(mean, std with ddof 1, number of seeds) of one cell's metric, or None where it was not measured."""
+    if column in entry.get("scores", {}):
+        values = entry["scores"][column]
+        return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
+    if column in entry.get("summary", {}):
+        mean, std = entry["summary"][column]
+        return mean, std, len(entry["seeds"])
+    return None
+
+
+def format_stats(cell: Optional[tuple]) -> str:
+    if cell is None:
+        return "–"
+    mean, std, seeds = cell
+    return f"{mean:.3f}" if seeds == 1 else f"{mean:.3f} ± {std:.3f}"
 
 
 def plot(args, results, path: str) -> None:
@@ -220,16 +266,16 @@ def plot(args, results, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     metric = f"test/{TASK_METRICS[args.task][0]}"
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for row in args.rows:
-        points = sorted((r for r in results if r["row"] == row and metric in r["scores"]), key=lambda r: r["fraction"])
+        points = sorted((r for r in results if r["row"] == row and stats(r, metric)), key=lambda r: r["fraction"])
         if not points:
             continue
-        axis.errorbar([r["fraction"] * 100 for r in points], [np.mean(r["scores"][metric]) for r in points],
-                      yerr=[np.std(r["scores"][metric], ddof=1) if len(r["seeds"]) > 1 else 0 for r in points],
+        cells = [stats(r, metric) for r in points]
+        axis.errorbar([r["fraction"] * 100 for r in points], [mean for mean, _, _ in cells],
+                      yerr=[std for _, std, _ in cells],
                       marker="o", capsize=3, label=row, linestyle="-" if row in MAIN_ROWS else "--")
     axis.set_xscale("log")
     axis.set_xticks([5, 10, 20, 100], ["5", "10", "20", "100"])

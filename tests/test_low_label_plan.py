@@ -2,7 +2,9 @@
 rejects unknown keys), and each row differs from its reference in its own setting only."""
 
 import argparse
+import json
 import os
+import statistics
 import sys
 
 import pytest
@@ -53,3 +55,35 @@ def test_every_row_composes_and_sets_what_it_names(task, tmp_path):
     assert seen["refnet_ms-natural", 0.05] == {**seen["refnet_ms", 0.05], "lpb": "None"}
     assert seen["refnet_ms-lpb4", 0.05] == {**seen["refnet_ms", 0.05], "lpb": "4"}
     assert seen["vilbert", 1.0] == {"model": "vilbert", "lpb": None, "pretrained": False}
+
+
+def _previous(tmp_path, **changes):
+    entry = {"task": "fit", "row": "vilbert", "fraction": 1.0, "seeds": [0, 1, 2], "max_updates": 1000,
+             "summary": {"test/roc_auc": [0.896, 0.011]}, **changes}
+    path = tmp_path / "previous.json"
+    path.write_text(json.dumps([entry]))
+    return str(path)
+
+
+def test_previous_study_fills_only_the_cells_not_run(tmp_path, capsys):
+    out = tmp_path / "study"
+    args = low_label.parse_args(["--task", "fit", "--max-updates", "1000", "--fractions", "1.0", "--seeds", "0", "1",
+                                 "--rows", "vilbert", "refnet-gamma0", "--out", str(out),
+                                 "--previous", _previous(tmp_path)])
+    grid, _, _ = low_label.plan(args)
+    low_label.report(args, grid)  # nothing of this study has run
+    table = capsys.readouterr().out
+    assert "| vilbert | 100% | – | 0.896 ± 0.011 | – | – | 3 |" in table and "refnet-gamma0" not in table
+    assert (out / "low_label_fit.png").stat().st_size > 0
+    run_cell = {"task": "fit", "row": "vilbert", "fraction": 1.0, "seeds": [0, 1], "max_updates": 1000,
+                "scores": {"test/roc_auc": [0.5, 0.7]}}
+    merged = low_label.merge_previous([run_cell], json.loads(open(args.previous).read()), args.rows)
+    assert merged == [run_cell]  # a cell this study ran is never replaced by the earlier one
+    assert low_label.format_stats(low_label.stats(run_cell, "test/roc_auc")) == f"0.600 ± {statistics.stdev([0.5, 0.7]):.3f}"
+
+
+def test_previous_study_of_another_budget_is_refused(tmp_path):
+    path = _previous(tmp_path, max_updates=300)
+    with pytest.raises(SystemExit, match="previous.json: entry 'vilbert' at 1.0 is task 'fit' with 300 updates; "
+                                         "this study is 'fit' with 1000"):
+        low_label.read_previous(path, "fit", 1000)
