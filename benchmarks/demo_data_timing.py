@@ -1,6 +1,6 @@
 """Time the emoji memes demo-data preparation on this machine.
 
-    python benchmarks/demo_data_timing.py [--data-dir DIR] [--max-emojis N] [--batch-size 32]
+    python benchmarks/demo_data_timing.py [--data-dir DIR] [--max-emojis N] [--batch-size 4]
 
 Steps timed (fresh temporary data dir unless --data-dir is given):
   1. test subset: 40 emojis, batch 8 (what tests/test_emoji_data.py does)
@@ -18,6 +18,7 @@ import time
 import torch
 
 from mmf_refnet.data.emoji_memes import prepare_emoji_memes, validate_dataset_dir
+from mmf_refnet.data.features import BATCH_SIZE
 
 
 def _timed(label, fn):
@@ -32,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=None, help="default: a fresh temporary directory")
     parser.add_argument("--max-emojis", type=int, default=None, help="default: all emojis")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
           f"load average {os.getloadavg()[0]:.2f}")

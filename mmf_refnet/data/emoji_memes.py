@@ -266,7 +266,7 @@ class PrepareOptions:
     seed: int = 0
     max_emojis: Optional[int] = None
     force: bool = False
-    batch_size: int = 32
+    batch_size: Optional[int] = None  # None: features.BATCH_SIZE
     progress: bool = True
     device: str = "cpu"
     write_images: bool = False
@@ -369,7 +369,7 @@ def _plan_writes(texts: Dict[Path, str], root: Path, stored: dict, key: str) -> 
 
 
 def prepare_emoji_memes(data_dir: PathLike, variant: str = "fit", seed: int = 0, max_emojis: Optional[int] = None,
-                        force: bool = False, batch_size: int = 32, progress: bool = True, device: str = "cpu",
+                        force: bool = False, batch_size: Optional[int] = None, progress: bool = True, device: str = "cpu",
                         write_images: bool = False, confounder_kind: str = CONFOUNDERS[0]) -> dict:
     """Build (or reuse) the emoji memes dataset under ``data_dir``; return paths and counts.
 
@@ -411,13 +411,13 @@ def _prepare_lock(root: Path):
 
 def _extract_missing(records, features_dir: Path, options: PrepareOptions):
     """EfficientNet features of the emojis whose files are missing (all with ``force``): (report, reused count)."""
-    from mmf_refnet.data.features import extract_features_from_images, feature_paths
+    from mmf_refnet.data.features import BATCH_SIZE, extract_features_from_images, feature_paths
 
     missing = [r for r in records
                if options.force or not all(p.is_file() for p in feature_paths(features_dir, image_name(r.id)))]
     images = emoji_images(missing) if missing else {}
     report = extract_features_from_images({image_name(i): im for i, im in images.items()}, features_dir,
-                                          batch_size=options.batch_size, skip_existing=not options.force,
+                                          batch_size=options.batch_size or BATCH_SIZE, skip_existing=not options.force,
                                           progress=options.progress, device=options.device)
     if report.failed:
         raise RuntimeError(f"feature extraction failed for {len(report.failed)} emoji(s): {report.failed[:5]}")
