@@ -94,8 +94,21 @@ def _merge(base: dict, extra: dict) -> None:
 
 
 def run_cli(script: str, config: str, data_dir: str, save_dir: str, *opts, env=None, check=True, timeout=600):
+    """The installed console script ``script`` in a new process."""
     command = [console_script(script), f"config={config}", f"env.data_dir={data_dir}", f"env.save_dir={save_dir}", *opts]
     result = subprocess.run(command, capture_output=True, text=True, env=offline_env(env), timeout=timeout)
+    return _checked(result, command, check)
+
+
+def run_mmf(script: str, config: str, data_dir: str, save_dir: str, *opts, env=None, check=True):
+    """``script`` (mmf_run / mmf_predict) as ``run_cli`` runs it, in this process (tests/inprocess_run.py)."""
+    from tests import inprocess_run
+
+    command = [f"config={config}", f"env.data_dir={data_dir}", f"env.save_dir={save_dir}", *opts]
+    return _checked(inprocess_run.run(script, command, offline_env(env)), [script, *command], check)
+
+
+def _checked(result, command, check):
     if check and result.returncode != 0:
         output = f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{output}")

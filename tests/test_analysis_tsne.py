@@ -15,7 +15,7 @@ def trained(tmp_path_factory):
     data_dir = str(work / "data")
     replicas.hateful_memes(data_dir, sizes=(64, 40, 8), rule="xor")
     config = runner.tiny_config(str(work), "hateful_memes", "refnet_ms", {"training": {"max_updates": 20}})
-    runner.run_cli("mmf_run", config, data_dir, str(work / "save"))
+    runner.run_mmf("mmf_run", config, data_dir, str(work / "save"))
     return {"checkpoint": str(work / "save" / "best.ckpt"), "data": data_dir, "work": work}
 
 
@@ -48,7 +48,7 @@ def test_analysis_refuses_a_model_without_refiner(tmp_path):
     data_dir = str(tmp_path / "data")
     replicas.hateful_memes(data_dir, sizes=(16, 8, 8))
     config = runner.tiny_config(str(tmp_path), "hateful_memes", "vilbert")
-    runner.run_cli("mmf_run", config, data_dir, str(tmp_path / "save"))
+    runner.run_mmf("mmf_run", config, data_dir, str(tmp_path / "save"))
     with pytest.raises(ValueError, match="has no refiner"):
         collect.collect_embeddings(str(tmp_path / "save" / "best.ckpt"), overrides=[f"env.data_dir={data_dir}"])
 

@@ -23,7 +23,7 @@ def hm(tmp_path):
 
 
 def _fails(hm, tmp_path, *opts, data_dir=None, config=None):
-    result = runner.run_cli("mmf_run", config or hm["config"], data_dir or hm["data"], str(tmp_path / "save"), *opts,
+    result = runner.run_mmf("mmf_run", config or hm["config"], data_dir or hm["data"], str(tmp_path / "save"), *opts,
                             check=False)
     assert result.returncode != 0
     return result.stderr + result.stdout

@@ -30,7 +30,7 @@ def data_dir(tmp_path_factory):
 
 def test_mmf_run_prepares_and_trains_on_emoji_memes(data_dir, tmp_path):
     config = _config(tmp_path)
-    runner.run_cli("mmf_run", config, data_dir, str(tmp_path / "save"), "dataset=emoji_memes")
+    runner.run_mmf("mmf_run", config, data_dir, str(tmp_path / "save"), "dataset=emoji_memes")
     with open(tmp_path / "save" / "train.log") as handle:
         log = handle.read()
     assert "val/emoji_memes/roc_auc" in log and "val/emoji_memes/refiner_image" in log
@@ -60,7 +60,7 @@ def test_ablation_blanks_one_modality(data_dir, tmp_path):
 
 def test_variant_and_annotation_dir_must_agree(data_dir, tmp_path):
     config = _config(tmp_path, dataset_overrides={"variant": "category"})
-    result = runner.run_cli("mmf_run", config, data_dir, str(tmp_path / "save"), "dataset=emoji_memes", check=False)
+    result = runner.run_mmf("mmf_run", config, data_dir, str(tmp_path / "save"), "dataset=emoji_memes", check=False)
     assert result.returncode != 0
     assert "dataset_config.emoji_memes.variant is 'category' but annotation_dir is" in result.stderr
 
@@ -83,7 +83,7 @@ def test_mmf_run_restores_a_missing_feature_and_keeps_changed_annotations(data_d
     stem = em.feature_name(json.loads(annotations["dev.jsonl"].read_text().splitlines()[0])["img"])
     (root / "features" / f"{stem}.npy").unlink()
 
-    runner.run_cli("mmf_run", _config(tmp_path), str(tmp_path / "data"), str(tmp_path / "save"), "dataset=emoji_memes",
+    runner.run_mmf("mmf_run", _config(tmp_path), str(tmp_path / "data"), str(tmp_path / "save"), "dataset=emoji_memes",
                    "training.max_updates=2", "training.batch_size=4")
     assert {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in annotations.items()} == before
     assert (root / "features" / f"{stem}.npy").is_file()

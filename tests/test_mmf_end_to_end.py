@@ -1,4 +1,6 @@
-"""Unmodified ``mmf_run`` / ``mmf_predict`` (subprocesses, offline, CPU) on generated replicas."""
+"""``mmf_run`` / ``mmf_predict`` (offline, CPU) on generated replicas: the installed console scripts as
+subprocesses where the script or several processes are the point (the first training, the 2-process gloo
+run), their function in this process elsewhere (tests/inprocess_run.py)."""
 
 import csv
 import glob
@@ -61,7 +63,7 @@ def test_anomaly_detection_is_off_by_default(hm_vilbert):
 def test_resume_continues_from_the_checkpoint(hm_vilbert, tmp_path):
     save = str(tmp_path / "save")
     subprocess.run(["cp", "-r", hm_vilbert["save"], save], check=True)
-    runner.run_cli("mmf_run", hm_vilbert["config"], hm_vilbert["data"], save, "checkpoint.resume=True",
+    runner.run_mmf("mmf_run", hm_vilbert["config"], hm_vilbert["data"], save, "checkpoint.resume=True",
                    "training.max_updates=10")
     state = torch.load(os.path.join(save, "current.ckpt"), map_location="cpu", weights_only=False)
     assert state["num_updates"] >= 10  # rc10 counts its final validation as one more update
@@ -71,7 +73,7 @@ def test_resume_continues_from_the_checkpoint(hm_vilbert, tmp_path):
 
 
 def test_predict_writes_the_leaderboard_csv(hm_vilbert, tmp_path):
-    runner.run_cli("mmf_predict", hm_vilbert["config"], hm_vilbert["data"], str(tmp_path), "run_type=test",
+    runner.run_mmf("mmf_predict", hm_vilbert["config"], hm_vilbert["data"], str(tmp_path), "run_type=test",
                    f"checkpoint.resume_file={hm_vilbert['save']}/best.ckpt", "checkpoint.resume_pretrained=False")
     files = glob.glob(str(tmp_path / "**" / "*.csv"), recursive=True)
     assert len(files) == 1, files
@@ -94,7 +96,7 @@ def test_vilbert_trains_on_mmimdb_and_snli_ve(dataset, num_labels, metric, tmp_p
     getattr(replicas, dataset)(data_dir)
     overrides = {"model_config": {"vilbert": {"num_labels": num_labels}}}
     config = runner.tiny_config(str(tmp_path), dataset, "vilbert", overrides)
-    runner.run_cli("mmf_run", config, data_dir, str(tmp_path / "save"))
+    runner.run_mmf("mmf_run", config, data_dir, str(tmp_path / "save"))
     metrics = val_metrics(str(tmp_path / "save"))
     assert metric in metrics and 0.0 <= metrics[metric] <= 1.0
     if dataset == "mmimdb":
@@ -129,7 +131,7 @@ def test_refnet_learns_a_label_only_the_interaction_predicts(model, tmp_path):
     overrides = {"training": {"max_updates": 200, "evaluation_interval": 100, "checkpoint_interval": 100,
                               "log_interval": 100, "batch_size": 32}, "optimizer": {"params": {"lr": 2.0e-3}}}
     config = runner.tiny_config(str(tmp_path), "hateful_memes", model, overrides)
-    runner.run_cli("mmf_run", config, data_dir, str(tmp_path / "save"))
+    runner.run_mmf("mmf_run", config, data_dir, str(tmp_path / "save"))
     metrics = val_metrics(str(tmp_path / "save"))
     # text bit XOR image bit: each modality alone is at chance (0.5)
     assert metrics["accuracy"] >= 0.85 and metrics["roc_auc"] >= 0.9, metrics
@@ -165,5 +167,5 @@ class UserMeanModel(BaseModel):
         return {{"scores": self.classifier(sample_list.image_feature_0.mean(1))}}
 ''')
     config = runner.tiny_config(str(tmp_path), "hateful_memes", "vilbert")
-    runner.run_cli("mmf_run", config, hm_data, str(tmp_path / "save"), "model=user_mean_model", f"env.user_dir={user_dir}")
+    runner.run_mmf("mmf_run", config, hm_data, str(tmp_path / "save"), "model=user_mean_model", f"env.user_dir={user_dir}")
     assert val_metrics(str(tmp_path / "save"))["accuracy"] >= 0.5

@@ -64,7 +64,7 @@ def test_pretraining_run_changes_fusion_and_refiner_only(tmp_path):
         "training": {"max_updates": 6, "checkpoint_interval": 3, "evaluation_interval": 3}})
 
     def run(name, *opts):
-        runner.run_cli("mmf_run", pretrain, data, str(tmp_path / name), "run_type=train", *opts)
+        runner.run_mmf("mmf_run", pretrain, data, str(tmp_path / name), "run_type=train", *opts)
         return str(tmp_path / name)
 
     initial = _weights(os.path.join(run("initial", "optimizer.params.lr=0.0", "training.max_updates=1"),

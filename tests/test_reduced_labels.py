@@ -86,7 +86,7 @@ def test_pretrain_then_finetune_starts_from_the_pretrained_weights(tmp_path):
 
     pretrain = runner.tiny_config(str(tmp_path / "p"), "hateful_memes", "refnet",
                                   {"includes": [os.path.join(runner.PROJECT_CONFIGS, "hateful_memes", "pretrain.yaml")]})
-    runner.run_cli("mmf_run", pretrain, unlabeled, str(tmp_path / "pretrain"))
+    runner.run_mmf("mmf_run", pretrain, unlabeled, str(tmp_path / "pretrain"))
     with open(tmp_path / "pretrain" / "train.log") as handle:
         log = handle.read()
     assert "refiner_text" in log and "cross_entropy" not in log
@@ -95,7 +95,7 @@ def test_pretrain_then_finetune_starts_from_the_pretrained_weights(tmp_path):
     finetune = runner.tiny_config(str(tmp_path / "f"), "hateful_memes", "refnet_ms",
                                   {"optimizer": {"params": {"lr": 0.0}}, "training": {"max_updates": 2, "seed": 2},
                                    "dataset_config": {"hateful_memes": {"label_fraction": 0.5}}})
-    runner.run_cli("mmf_run", finetune, labeled, str(tmp_path / "finetune"), "checkpoint.resume_pretrained=True",
+    runner.run_mmf("mmf_run", finetune, labeled, str(tmp_path / "finetune"), "checkpoint.resume_pretrained=True",
                    f"checkpoint.resume_file={tmp_path}/pretrain/refnet_final.pth")
     tuned = torch.load(tmp_path / "finetune" / "refnet_ms_final.pth", map_location="cpu")
     for prefix in ("model.bert.", "model.fusion.", "model.fusion_norm.", "model.refiner."):
@@ -143,14 +143,14 @@ def test_stock_model_with_plain_loss_and_few_labels_is_refused(tmp_path):
     few = {"dataset_config": {"hateful_memes": {"label_fraction": 0.25}}, "training": {"max_updates": 2}}
     plain = runner.tiny_config(str(tmp_path / "a"), "hateful_memes", "vilbert",
                                {**few, "model_config": {"vilbert": {"losses": ["cross_entropy"]}}})
-    result = runner.run_cli("mmf_run", plain, root, str(tmp_path / "plain"), check=False)
+    result = runner.run_mmf("mmf_run", plain, root, str(tmp_path / "plain"), check=False)
     assert result.returncode != 0
     message = result.stdout + result.stderr
     assert "dataset_config.hateful_memes: 24 training rows have no label" in message
     assert "model 'vilbert' trains with losses ['cross_entropy']" in message and "labeled_cross_entropy" in message
     # the project's vilbert config uses labeled_cross_entropy: it trains, on the 8 labeled rows
     ok = runner.tiny_config(str(tmp_path / "b"), "hateful_memes", "vilbert", few)
-    runner.run_cli("mmf_run", ok, root, str(tmp_path / "ok"))
+    runner.run_mmf("mmf_run", ok, root, str(tmp_path / "ok"))
     with open(tmp_path / "ok" / "train.log") as handle:
         assert "train/hateful_memes/labeled_cross_entropy" in handle.read()
 

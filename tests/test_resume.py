@@ -226,7 +226,7 @@ def test_a_second_run_on_a_save_dir_in_use_stops_and_changes_nothing(reference, 
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-3000:]
             time.sleep(0.2)
         before = fingerprint(save)
-        second = runner.run_cli("mmf_run", reference["config"], reference["data"], save, check=False)
+        second = runner.run_mmf("mmf_run", reference["config"], reference["data"], save, check=False)
         assert second.returncode != 0
         message = output(second)
         assert f"env.save_dir {save} is in use by another run: pid {first.pid} on host " in message
@@ -268,7 +268,7 @@ def test_damaged_checkpoint_file_names_the_file_and_the_way_out(tmp_path, damage
 def test_mmf_predict_names_a_checkpoint_that_is_not_one(reference, tmp_path):
     path = str(tmp_path / "model.ckpt")
     DAMAGE["random bytes"][0](path)
-    result = runner.run_cli("mmf_predict", reference["config"], reference["data"], str(tmp_path / "save"),
+    result = runner.run_mmf("mmf_predict", reference["config"], reference["data"], str(tmp_path / "save"),
                             "run_type=test", f"checkpoint.resume_file={path}", "checkpoint.resume_pretrained=False",
                             check=False)
     assert result.returncode != 0
@@ -279,7 +279,7 @@ def test_mmf_predict_names_a_checkpoint_that_is_not_one(reference, tmp_path):
 def test_mmf_predict_refuses_a_checkpoint_of_another_model(reference, tmp_path):
     """The issue's case: vilbert config + a refnet_ms checkpoint + rc10's hint checkpoint.reset.optimizer=True."""
     config = runner.tiny_config(str(tmp_path), "hateful_memes", "vilbert")
-    result = runner.run_cli("mmf_predict", config, reference["data"], str(tmp_path / "save"), "run_type=test",
+    result = runner.run_mmf("mmf_predict", config, reference["data"], str(tmp_path / "save"), "run_type=test",
                             f"checkpoint.resume_file={reference['save']}/best.ckpt",
                             "checkpoint.resume_pretrained=False", "checkpoint.reset.optimizer=True", check=False)
     assert result.returncode != 0

@@ -191,7 +191,7 @@ def test_mmf_run_accepts_the_keys_and_trains_alike_with_and_without_trimming(tmp
     logged = {}
     for mode in ("off", "buckets"):
         save_dir = str(tmp_path / mode)
-        runner.run_cli("mmf_run", config, str(data_dir), save_dir, f"training.text_padding={mode}",
+        runner.run_mmf("mmf_run", config, str(data_dir), save_dir, f"training.text_padding={mode}",
                        "training.text_padding_buckets=[8]")
         with open(os.path.join(save_dir, "train.log")) as handle:
             log = handle.read()

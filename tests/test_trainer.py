@@ -341,7 +341,7 @@ def test_mmf_run_trains_evaluates_checkpoints_and_resumes_in_bf16(tmp_path):
     config = runner.tiny_config(str(tmp_path), "hateful_memes", "refnet_ms", overrides)
     save = str(tmp_path / "save")
     extra = user_dir_registering_the_trainer(tmp_path)
-    runner.run_cli("mmf_run", config, data, save, *extra)
+    runner.run_mmf("mmf_run", config, data, save, *extra)
 
     with open(os.path.join(save, "train.log")) as handle:
         log = handle.read()
@@ -354,7 +354,7 @@ def test_mmf_run_trains_evaluates_checkpoints_and_resumes_in_bf16(tmp_path):
     assert first["num_updates"] >= 6 and os.path.exists(os.path.join(save, "best.ckpt"))
     assert not any("_orig_mod" in key for key in first["model"])
 
-    runner.run_cli("mmf_run", config, data, save, *extra, "checkpoint.resume=True", "training.max_updates=10")
+    runner.run_mmf("mmf_run", config, data, save, *extra, "checkpoint.resume=True", "training.max_updates=10")
     resumed = torch.load(os.path.join(save, "current.ckpt"), map_location="cpu")
     assert resumed["num_updates"] >= 10
     assert not torch.equal(resumed["model"]["model.fusion.weight"], first["model"]["model.fusion.weight"])

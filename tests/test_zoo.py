@@ -79,7 +79,7 @@ def train(tmp_path, dataset: str, data_dir: str, zoo: str, *opts, mirror_env=Tru
     config = runner.tiny_config(str(tmp_path), dataset, "refnet_ms", overrides)
     env = {"MMF_ZOO_MIRROR": zoo} if mirror_env else {}
     mirror_opt = [] if mirror_env else [f"env.zoo_mirror={zoo}"]
-    return runner.run_cli("mmf_run", config, data_dir, str(tmp_path / "save"), *mirror_opt, *opts, env=env,
+    return runner.run_mmf("mmf_run", config, data_dir, str(tmp_path / "save"), *mirror_opt, *opts, env=env,
                           check=False)
 
 
@@ -363,7 +363,7 @@ def test_a_zoo_vilbert_checkpoint_loads_into_the_refnet_ms_backbone(server, tmp_
     for name, opts in (("zoo", ("checkpoint.resume_zoo=vilbert.pretrained.cc.small",
                                 "checkpoint.resume_pretrained=True", f"env.model_zoo={zoo}")), ("fresh", ())):
         save = str(tmp_path / name)
-        result = runner.run_cli("mmf_run", config, data, save, *frozen, *opts,
+        result = runner.run_mmf("mmf_run", config, data, save, *frozen, *opts,
                                 env={"MMF_ZOO_MIRROR": f"{server.url}{tmp_path.name}/"})
         logs[name] = result.stdout + result.stderr + open(os.path.join(save, "train.log")).read()
         finals[name] = torch.load(os.path.join(save, "refnet_ms_final.pth"), map_location="cpu")
