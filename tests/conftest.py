@@ -1,6 +1,8 @@
 import os
 import sys
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MMF_ZOO_MIRROR", "http://127.0.0.1:9/mmf/data/")  # no test reaches MMF's server
@@ -39,11 +41,10 @@ def _group(item):
     return marker.args[0] if marker and marker.args else None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """Tests that share a module-scoped fixture run in one worker (the fixture is built once); the
     groups that take longest start first."""
-    import pytest
-
     for item in items:
         if _group(item) is None and _shares_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__.rpartition(".")[2].removeprefix("test_")))
