@@ -1,15 +1,13 @@
 """Each compat shim is needed: the same snippet fails with rc10's error when that
 one shim is switched off (MMF_REFNET_SKIP_SHIMS) and works with all shims on."""
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 import transformers
 
-from tests import replicas, runner
+from tests import forkserver, replicas, runner
 
 PRELUDE = """
 import os, sys, argparse, logging
@@ -381,8 +379,10 @@ SNIPPETS = {
 
 
 def _python(code, skip):
+    """``python -c code`` with ``skip``'s shims off, in a new process (forked from the preloaded server,
+    tests/forkserver.py: MMF and the plugin are imported afresh in each)."""
     env = runner.offline_env({"MMF_REFNET_SKIP_SHIMS": skip, "PYTHONPATH": runner.REPO})
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    return forkserver.run(["-c", code], env, timeout=300)
 
 
 def _program(tmp, body):

@@ -15,8 +15,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
@@ -26,7 +24,7 @@ from omegaconf import OmegaConf
 from mmf_refnet import checkpoint_files
 from mmf_refnet.checkpoint_files import CheckpointFileError, CheckpointWarning
 from mmf_refnet.data.resumable import EpochBatches, default_batch_sampler
-from tests import inprocess, replicas, runner
+from tests import forkserver, inprocess, replicas, runner
 from tests.checkpoint_stubs import bare_checkpoint, truncate, write_checkpoint
 from tests.test_trainer import make_trainer, train_step
 
@@ -43,14 +41,13 @@ FINAL = "refnet_ms_final.pth"
 
 
 def harness(run, save, *opts, env=None, wait=True, label="run"):
-    """The harness on ``run``'s config and data into ``save``; events go to ``<save>.<label>.jsonl``."""
-    command = [sys.executable, HARNESS, f"config={run['config']}", f"env.data_dir={run['data']}",
-               f"env.save_dir={save}", *opts]
+    """The harness on ``run``'s config and data into ``save`` (a process of its own, forked from the
+    preloaded server: tests/forkserver.py); events go to ``<save>.<label>.jsonl``."""
+    command = [HARNESS, f"config={run['config']}", f"env.data_dir={run['data']}", f"env.save_dir={save}", *opts]
     extra = {"REFNET_EVENTS": f"{save}.{label}.jsonl", **(env or {})}
     if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=runner.offline_env(extra))
-    return subprocess.run(command, capture_output=True, text=True, env=runner.offline_env(extra), timeout=600)
+        return forkserver.start(command, runner.offline_env(extra))
+    return forkserver.run(command, runner.offline_env(extra), timeout=600)
 
 
 def events(save, label="run") -> list:
