@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import mmf_refnet  # noqa: F401  (shims, before anything imports mmf_cli)
-from tests import replicas, runner
+from tests import forkserver, replicas, runner
 from tests.zoo_server import REAL_ZOOS, ZooServer, zoo_with_hashes
 
 # Upstream MMF's hashcodes (first 16 hex digits) of the files our zoo lists.
@@ -58,9 +58,11 @@ def server(tmp_path_factory):
 
 
 def convert_hm_zip(zip_path: str, data_dir: str, *extra):
+    """The installed ``mmf_convert_hm`` script in a process of its own (forked from the preloaded
+    server, tests/forkserver.py; the README's line runs it as a new interpreter)."""
     command = [runner.console_script("mmf_convert_hm"), f"--zip_file={zip_path}", f"--password={PASSWORD}",
                f"--mmf_data_folder={data_dir}", *extra]
-    return subprocess.run(command, capture_output=True, text=True, env=runner.offline_env(), timeout=300)
+    return forkserver.run(command, runner.offline_env(), timeout=300)
 
 
 def publish(server, tmp_path, dataset: str, **sizes):
