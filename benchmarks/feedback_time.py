@@ -46,7 +46,7 @@ def suite(parent: str) -> dict:
     clone = fresh_clone(parent, "suite")
     seconds, output = timed("bash scripts/test.sh -p no:cacheprovider", clone)
     pytest_seconds = float(re.findall(r" in ([0-9.]+)s", output)[-1])
-    slowest = re.findall(r"^([0-9.]+)s (call|setup|teardown) +(\S+)", output, flags=re.M)[:10]
+    slowest = re.findall(r"^([0-9.]+)s (call|setup|teardown) +(.+)$", output, flags=re.M)[:10]
     summary = re.findall(r"^=* ?(\d+ passed.*?) in [0-9.]+s", output, flags=re.M)
     return {"wall_s": seconds, "pytest_s": pytest_seconds, "setup_and_collection_s": seconds - pytest_seconds,
             "result": summary[-1] if summary else "?",

@@ -36,6 +36,10 @@ Keys under ``training:`` (a key missing from the config takes the default here):
     micro-batch at a time.
 ``detect_anomaly`` (``false``)
     rc10's key, honoured as before (``mmf_refnet.compat.anomaly_detection``).
+``check_replicas`` (``false``)
+    With several processes, every ``log_interval`` updates: each rank's parameter checksum
+    (``training_state.parameter_checksum``) is gathered and logged; replicas that differ stop
+    the run with ``ReplicasDiffer`` naming the ranks and the first differing parameter.
 
 Resuming (``checkpoint.resume=True``) continues the same run: every checkpoint
 also holds the random generator states of every rank, the training data's seed,
@@ -75,7 +79,8 @@ from mmf_refnet import training_state
 from mmf_refnet.data.resumable import ResumableDatasetLoader
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-DEFAULTS = {"amp": "off", "tf32": True, "fused_optimizer": True, "compile": False, "update_frequency": 1}
+DEFAULTS = {"amp": "off", "tf32": True, "fused_optimizer": True, "compile": False, "update_frequency": 1,
+            "check_replicas": False}
 FUSABLE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 SCALER_KEY = "grad_scaler"  # where the GradScaler state lives inside the optimizer's state_dict
 TRAINING_STATE_KEY = "refnet_training_state"  # where the resume state lives inside it
@@ -336,7 +341,8 @@ class RefNetTrainer(BaseTrainer):
         return (
             f"refnet_trainer: amp={amp_mode(self.option('amp'))} (autocast {self.amp_dtype or 'off'}), "
             f"grad_scaler={self.scaler is not None}, tf32={self.tf32}, fused_optimizer={fused}, "
-            f"compile={self.option('compile')}, update_frequency={self.update_frequency}"
+            f"compile={self.option('compile')}, update_frequency={self.update_frequency}, "
+            f"data_seed={getattr(self.dataset_loader, 'data_seed', None)} (rank 0's, every rank's order)"
         )
 
     def _forward_pass(self, batch):
@@ -393,6 +399,8 @@ class RefNetTrainer(BaseTrainer):
         """rc10's logging/checkpoint/validation, only after an optimizer step."""
         if not self.stepped:
             return False
+        if self.option("check_replicas") and self.num_updates % self.log_interval == 0:
+            self.writer.write(training_state.check_replicas(self.model, self.num_updates))
         return super()._logistics(report)
 
     # --- resume: the state a checkpoint carries -------------------------------

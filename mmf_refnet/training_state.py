@@ -87,3 +87,36 @@ def restore_meter(meter, state: dict) -> None:
         value.batch_sizes = deque(saved["batch_sizes"], maxlen=value.window_size)
         value.total, value.count, value.total_samples = saved["total"], saved["count"], saved["total_samples"]
         meter.meters[name] = value
+
+
+class ReplicasDiffer(RuntimeError):
+    """The processes of a distributed run hold different parameters."""
+
+
+def parameter_checksum(model) -> torch.Tensor:
+    """Per parameter (in ``named_parameters`` order): the sum and the sum of squares, float64."""
+    module = getattr(model, "module", model)
+    rows = [torch.stack([p.detach().double().sum(), p.detach().double().square().sum()]) for p in module.parameters()]
+    return torch.stack(rows) if rows else torch.zeros((0, 2), dtype=torch.float64)
+
+
+def check_replicas(model, update: int) -> str:
+    """Every rank's parameter checksum compared with rank 0's (collective); the line to log, or
+    ``ReplicasDiffer`` naming the ranks and the first parameter that differs."""
+    checksum = parameter_checksum(model)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return f"update {update}: one process, parameter checksum {float(checksum[:, 0].sum()):.10g}"
+    device = next(getattr(model, "module", model).parameters()).device
+    backend = str(torch.distributed.get_backend()).lower()
+    local = checksum.to(device if backend == "nccl" else "cpu")
+    gathered = [torch.empty_like(local) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, local)
+    names = [name for name, _ in getattr(model, "module", model).named_parameters()]
+    differing = [rank for rank, other in enumerate(gathered) if not torch.equal(other, gathered[0])]
+    if differing:
+        row = int((gathered[differing[0]] != gathered[0]).any(dim=1).nonzero()[0])
+        raise ReplicasDiffer(f"update {update}: the parameters of rank(s) {differing} differ from rank 0's, first "
+                             f"at {names[row]} (sum {float(gathered[differing[0]][row, 0]):.10g} vs "
+                             f"{float(gathered[0][row, 0]):.10g}): the processes no longer train one model")
+    return (f"update {update}: replicas identical on {len(gathered)} processes, parameter checksum "
+            f"{float(gathered[0][:, 0].sum()):.10g}")

@@ -113,3 +113,40 @@ def _checked(result, command, check):
         output = f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{output}")
     return result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_ranks(plan: list, work_dir: str, processes: int = 2, env=None, timeout: float = 900) -> list:
+    """``plan`` (tests/distributed_harness.py's runs) on ``processes`` gloo ranks with torchrun's
+    environment, each rank a process forked from the preloaded server (tests/forkserver.py);
+    the ranks' CompletedProcess-like results, rank by rank."""
+    import json
+
+    from tests import forkserver
+
+    path = os.path.join(work_dir, f"plan_{len(os.listdir(work_dir))}.json")
+    with open(path, "w") as handle:
+        json.dump(plan, handle)
+    port = str(free_port())
+    children = []
+    for rank in range(processes):
+        rank_env = offline_env({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(processes),
+                                "LOCAL_WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+                                **(env or {})})
+        children.append(forkserver.start([os.path.join(REPO, "tests", "distributed_harness.py"), path], rank_env))
+    try:
+        for child in children:
+            child.wait(timeout)
+    finally:
+        for child in children:
+            child.kill()
+    for rank, child in enumerate(children):
+        assert child.returncode == 0, f"rank {rank} exited with {child.returncode}:\n{child.stderr[-5000:]}"
+    return children

@@ -192,6 +192,20 @@ SNIPPETS = {
         registry.register("writer", Writer())
         NoLoopTrainer().train()
     """, "anomaly detection is on during train()"),
+    "data_parallel_refused": ("""
+        import torch
+        from mmf.trainers.base_trainer import BaseTrainer
+        from mmf_refnet.compat.data_parallel_refused import DataParallelRefused
+
+        torch.cuda.device_count = lambda: 2  # two GPUs visible, no torchrun
+        trainer = BaseTrainer.__new__(BaseTrainer)
+        trainer.device, trainer.distributed, trainer.model = torch.device("cuda", 0), False, torch.nn.Linear(2, 2)
+        try:
+            trainer.parallelize_model()
+        except DataParallelRefused as error:
+            assert "torchrun --nproc_per_node=2" in str(error) and "CUDA_VISIBLE_DEVICES=0" in str(error), error
+        assert not isinstance(trainer.model, torch.nn.DataParallel), "the model was wrapped in DataParallel"
+    """, "the model was wrapped in DataParallel"),
     "lmdb_shared_env": ("""
         from mmf.datasets.databases.readers.feature_readers import LMDBFeatureReader
         from tests import replicas

@@ -36,6 +36,9 @@ POST_IMPORT = (
     "pretrained_upgrade",
     "lmdb_shared_env",
     "distributed_cpu",
+    "data_parallel_refused",  # after distributed_cpu: wraps its parallelize_model
+    "distributed_eval",
+    "distributed_checks",
     "zoo_download",
     "zoo_model_key",
     "zoo_when_missing",

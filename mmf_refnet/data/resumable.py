@@ -71,18 +71,25 @@ def default_batch_sampler(dataset, batch_size: int, seed: int, num_replicas: int
 
 def train_batch_sampler(dataset, batch_size: int, seed: int) -> EpochBatches:
     num_replicas, rank = process_group()
+    if len(dataset) < num_replicas:
+        raise ValueError(f"{getattr(dataset, 'dataset_name', 'the')} training split has {len(dataset)} row(s) for "
+                         f"{num_replicas} processes: every process needs at least one; run with at most "
+                         f"{len(dataset)} processes or give the split more rows")
     build = getattr(dataset, "train_batch_sampler", None)
     kwargs = {"batch_size": batch_size, "seed": seed, "num_replicas": num_replicas, "rank": rank}
     batches = build(**kwargs) if build is not None else default_batch_sampler(dataset, **kwargs)
     return EpochBatches(batches)
 
 
-def draw_seed() -> int:
-    """A random data seed (``training.seed: null``), the same on every rank (rank 0's)."""
-    seed = [random.SystemRandom().randrange(2**31)]
+def agreed_seed(seed: Optional[int]) -> int:
+    """The data seed of every rank: rank 0's ``seed`` (a random one when None).
+
+    rc10 replaces ``training.seed: -1`` by a random number in each process, so without this
+    each rank would shuffle the training set its own way (rows seen twice, others never)."""
+    chosen = [int(seed) if seed is not None else random.SystemRandom().randrange(2**31)]
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.broadcast_object_list(seed, src=0)
-    return seed[0]
+        torch.distributed.broadcast_object_list(chosen, src=0)
+    return chosen[0]
 
 
 class ResumableDatasetLoader(DatasetLoader):
@@ -94,8 +101,7 @@ class ResumableDatasetLoader(DatasetLoader):
 
     def __init__(self, config, on_train_epoch: Optional[Callable[[int, int], None]] = None):
         super().__init__(config)
-        seed = config.training.get("seed", None)
-        self.data_seed = int(seed) if seed is not None else draw_seed()
+        self.data_seed = agreed_seed(config.training.get("seed", None))
         self.on_train_epoch = on_train_epoch
         self.train_batches = []
         self._resume_epoch, self._resume_skip = None, 0

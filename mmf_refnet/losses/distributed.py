@@ -1,6 +1,16 @@
-"""The Multi-Similarity loss over the global batch of a distributed run (as pml's
-DistributedLossWrapper): every rank sees all ranks' embeddings, only its own rows
-carry gradient, and the gradient is scaled back up against DDP's averaging."""
+"""Losses of a distributed training step weighed as one process weighs them.
+
+* The Multi-Similarity loss over the global batch (as pml's DistributedLossWrapper): every
+  rank sees all ranks' embeddings, only its own rows carry gradient, and the gradient is
+  scaled back up against DDP's averaging.
+* Means over rows (cross-entropy on the labeled rows, the refiner's 1 − cos): DDP averages
+  the ranks' gradients, so a rank's mean over its n_r rows counts as much as any other's,
+  whatever n_r. ``rank_weights`` gives the factors W · n_r / N that make the average over
+  the ranks the mean over the N rows of the global batch (with 1 of 7 labeled rows on one
+  rank, 7 on the other, the first rank's row would otherwise weigh 7 times as much).
+
+Only in a training step (grad enabled) of a run with several processes; evaluation computes
+each rank's batch alone (no collective: ranks may evaluate different numbers of batches)."""
 
 from typing import Optional
 
@@ -24,10 +34,10 @@ def global_batch(embeddings: torch.Tensor, targets: torch.Tensor, labeled: Optio
     uneven batch sizes are padded for the all-gather and trimmed after.
     Returns the inputs unchanged when not running distributed.
     """
+    if not distributed_training_step():
+        return embeddings, targets, labeled, 1
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return embeddings, targets, labeled, 1
     world, rank = dist.get_world_size(), dist.get_rank()
     size = torch.tensor([embeddings.size(0)], device=embeddings.device)
     all_sizes = [torch.zeros_like(size) for _ in range(world)]
@@ -47,3 +57,23 @@ def scale_gradient(loss: torch.Tensor, factor: int) -> torch.Tensor:
     if factor == 1:
         return loss
     return loss * factor - loss.detach() * (factor - 1)
+
+
+def distributed_training_step() -> bool:
+    """A training step (grad enabled) of a run with several processes."""
+    import torch.distributed as dist
+
+    return torch.is_grad_enabled() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank_weights(counts: torch.Tensor) -> torch.Tensor:
+    """W · n_r / N for each of this rank's row counts ``counts`` (one all-reduce, on the device);
+    ones outside a distributed training step. A count that is 0 on every rank gives 0."""
+    counts = counts.to(torch.float32)
+    if not distributed_training_step():
+        return torch.ones_like(counts)
+    import torch.distributed as dist
+
+    totals = counts.clone()
+    dist.all_reduce(totals)
+    return counts * dist.get_world_size() / totals.clamp(min=1)

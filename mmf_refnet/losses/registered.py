@@ -18,6 +18,7 @@ import torch
 from mmf.common.registry import registry
 from mmf.modules.losses import Losses
 
+from mmf_refnet.losses.distributed import distributed_training_step, rank_weights
 from mmf_refnet.losses.labeled import labeled_subset, zero_loss
 from mmf_refnet.losses.multi_similarity import MultiSimilarity
 from mmf_refnet.losses.refiner import refiner_distances
@@ -25,6 +26,22 @@ from mmf_refnet.losses.refiner import refiner_distances
 LABELED_LOSSES = ("cross_entropy", "logit_bce")
 LABEL_AWARE_LOSSES = ("refnet_refiner", "refnet_multi_similarity") + tuple(f"labeled_{inner}" for inner in LABELED_LOSSES)
 DISTANCES_KEY = "refiner_distances"  # per modality: mean over the batch of 1 − cos (added by the first refiner loss)
+WEIGHTS_KEY = "rank_weights"  # [rows, labeled rows] weights of this rank's batch in a distributed training step
+
+
+def weighed(loss: torch.Tensor, sample_list, model_output, labeled_rows: bool) -> torch.Tensor:
+    """``loss`` (a mean over this rank's rows, or its labeled rows) times the rank's weight in the
+    global batch of a distributed training step (``rank_weights``; computed once per model output);
+    ``loss`` itself otherwise."""
+    if not distributed_training_step():
+        return loss
+    if WEIGHTS_KEY not in model_output:
+        scores = model_output["scores"]
+        rows = torch.tensor(scores.size(0), device=scores.device)
+        labeled = sample_list.get("labeled")
+        labeled_count = rows if labeled is None else labeled.to(device=scores.device, dtype=torch.bool).sum()
+        model_output[WEIGHTS_KEY] = rank_weights(torch.stack([rows, labeled_count]))
+    return loss * model_output[WEIGHTS_KEY][int(labeled_rows)]
 
 
 def mean_refiner_distances(model_output):
@@ -60,7 +77,8 @@ class RefinerLoss(torch.nn.Module):
         if self.modality not in modalities:
             raise KeyError(f"refnet_refiner: modality '{self.modality}' is not among the model's refiner modalities "
                            f"{modalities}")
-        return (self.weight * distances[modalities.index(self.modality)]).view(1)
+        loss = self.weight * distances[modalities.index(self.modality)]
+        return weighed(loss, sample_list, model_output, labeled_rows=False).view(1)
 
 
 @registry.register_loss("refnet_multi_similarity")
@@ -96,9 +114,11 @@ def _labeled_loss_class(inner: str):
         def forward(self, sample_list, model_output):
             labeled = sample_list.get("labeled")
             if labeled is None:
-                return self.loss(sample_list, model_output)
-            subset = labeled_subset(sample_list, model_output["scores"], labeled)
-            return zero_loss(model_output["scores"]) if subset is None else self.loss(*subset)
+                loss = self.loss(sample_list, model_output)
+            else:
+                subset = labeled_subset(sample_list, model_output["scores"], labeled)
+                loss = zero_loss(model_output["scores"]) if subset is None else self.loss(*subset)
+            return weighed(loss, sample_list, model_output, labeled_rows=True)
 
     LabeledLoss.__name__ = LabeledLoss.__qualname__ = f"Labeled_{inner}"
     return LabeledLoss
