@@ -195,17 +195,67 @@ SNIPPETS = {
     "data_parallel_refused": ("""
         import torch
         from mmf.trainers.base_trainer import BaseTrainer
+        from omegaconf import OmegaConf
         from mmf_refnet.compat.data_parallel_refused import DataParallelRefused
 
         torch.cuda.device_count = lambda: 2  # two GPUs visible, no torchrun
         trainer = BaseTrainer.__new__(BaseTrainer)
         trainer.device, trainer.distributed, trainer.model = torch.device("cuda", 0), False, torch.nn.Linear(2, 2)
+        trainer.config = OmegaConf.create({"training": {"find_unused_parameters": False}})
         try:
             trainer.parallelize_model()
         except DataParallelRefused as error:
             assert "torchrun --nproc_per_node=2" in str(error) and "CUDA_VISIBLE_DEVICES=0" in str(error), error
         assert not isinstance(trainer.model, torch.nn.DataParallel), "the model was wrapped in DataParallel"
     """, "the model was wrapped in DataParallel"),
+    "distributed_eval": ("""
+        import torch
+        import torch.distributed as dist
+        from omegaconf import OmegaConf
+        from torch.testing._internal.distributed.fake_pg import FakeStore
+        from mmf.common.registry import registry
+        from mmf.utils import build
+
+        dist.init_process_group("fake", rank=0, world_size=2, store=FakeStore())  # 2 processes, seen from rank 0
+        registry.register("config", OmegaConf.create({"training": {"batch_size": 8}}))
+
+        class ValSplit(torch.utils.data.Dataset):
+            dataset_type, dataset_name = "val", "hateful_memes"
+
+            def __len__(self):
+                return 15
+
+            def __getitem__(self, index):
+                return index
+
+        rows = []
+        try:
+            for rank in (0, 1):
+                sampler = build._add_extra_args_for_dataloader(ValSplit(), {})["sampler"]
+                sampler.rank = rank
+                rows += list(sampler)
+        finally:
+            dist.destroy_process_group()
+        assert sorted(rows) == list(range(15)), f"2 ranks evaluate {len(rows)} rows of 15"
+    """, "2 ranks evaluate 16 rows of 15"),
+    "distributed_checks": ("""
+        from types import SimpleNamespace
+        import torch.distributed as dist
+        from omegaconf import OmegaConf
+        from torch.testing._internal.distributed.fake_pg import FakeStore
+        from mmf.utils import build
+
+        dist.init_process_group("fake", rank=1, world_size=2, store=FakeStore())
+        config = OmegaConf.create({"env": {"save_dir": tmp}, "distributed": {"rank": 1}, "training": {"batch_size": 9}})
+        try:
+            build.build_config(SimpleNamespace(freeze=lambda: None, get_config=lambda: config))
+        except ValueError as error:
+            assert "training.batch_size=9 does not split among 2 processes" in str(error), error
+        else:
+            raise AssertionError("training.batch_size=9 accepted for 2 processes")
+        finally:
+            dist.destroy_process_group()
+    """, "training.batch_size=9 accepted for 2 processes"),
     "lmdb_shared_env": ("""
         from mmf.datasets.databases.readers.feature_readers import LMDBFeatureReader
         from tests import replicas

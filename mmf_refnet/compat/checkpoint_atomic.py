@@ -5,7 +5,8 @@ file, and the next ``checkpoint.resume=True`` fails on it. Now every file is
 written to a temporary file in the same folder, fsync'ed and renamed over the
 old one (``mmf_refnet.checkpoint_files``), so a kill leaves the previous version
 intact. ``best.ckpt`` and ``current.ckpt`` are copies of the ``model_<update>.ckpt``
-just written (one serialisation where rc10 made three). Temporaries left by a
+just written (one serialisation where rc10 made three). ``<model>_final.pth`` holds the model's
+own keys after a distributed run too (rc10 saved DDP's ``module.*`` keys). Temporaries left by a
 killed run are removed when the next run's ``Checkpoint`` starts. The saved dict
 is rc10's (same keys)."""
 
@@ -62,10 +63,13 @@ def save_config(self):
 
 
 def finalize(self):
+    """``<model>_final.pth``: the model's own keys, also when DDP wraps it (rc10 saved ``module.*``
+    keys after a distributed run, which no 1-process run and no ``pretrained_state_mapping`` reads)."""
     from mmf.utils.distributed import is_master
 
     if is_master():
-        checkpoint_files.save_checkpoint(self.trainer.model.state_dict(), self.pth_filepath)
+        model = self.trainer.model
+        checkpoint_files.save_checkpoint(getattr(model, "module", model).state_dict(), self.pth_filepath)
 
 
 def apply() -> None:

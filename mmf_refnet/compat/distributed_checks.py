@@ -14,8 +14,10 @@ class BatchSizeSplit(ValueError):
 
 def check_batch_size(config) -> None:
     processes, _ = world()
+    if processes == 1:
+        return
     batch_size = int(config.training.batch_size)
-    if processes > 1 and batch_size % processes:
+    if batch_size % processes:
         lower = batch_size - batch_size % processes
         options = " or ".join(str(size) for size in (lower, lower + processes) if size > 0)
         raise BatchSizeSplit(

@@ -121,7 +121,7 @@ def distributed_evaluate(trainer, loader, single_batch: bool = False):
                 if key.endswith("/total_loss"):
                     registry.register(key, averages[key])
             meter.update(averages, total_rows)
-            for key in trainer.metrics.required_params:
+            for key in sorted(trainer.metrics.required_params):  # a set: its order differs between processes
                 if isinstance(combined.get(key, None), torch.Tensor):
                     combined[key] = gather_rows(combined[key])
             combined.batch_size = total_rows
