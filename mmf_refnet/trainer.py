@@ -52,6 +52,10 @@ resumes after an evaluation sees the same generator states as one that ran it.
 The state travels inside the optimizer's state dict (as the GradScaler's does),
 so a load that resets the optimizer or copies pretrained weights ignores it.
 
+Training stops at ``max_updates`` (rc10 made one update more when ``max_updates`` fell inside an
+epoch), and a distributed run numbers its epochs 1, 2, 3, ... as one process does (rc10 added the
+world size to the count after each epoch, which changed every later epoch's data order).
+
 A non-finite total loss stops training with ``FloatingPointError`` naming the
 update and every individual loss, before it reaches the parameters (one host
 sync per micro-batch; MMF's non-pinned ``prepare_batch`` copy syncs anyway).
@@ -396,12 +400,15 @@ class RefNetTrainer(BaseTrainer):
             super()._run_scheduler()
 
     def _logistics(self, report):
-        """rc10's logging/checkpoint/validation, only after an optimizer step."""
+        """rc10's logging/checkpoint/validation, only after an optimizer step; True (stop) at max_updates."""
         if not self.stepped:
             return False
         if self.option("check_replicas") and self.num_updates % self.log_interval == 0:
             self.writer.write(training_state.check_replicas(self.model, self.num_updates))
-        return super()._logistics(report)
+        should_break = super()._logistics(report)
+        # rc10's loop stops only once num_updates > max_updates: one update more when max_updates
+        # falls inside an epoch
+        return should_break or self.num_updates >= self.max_updates
 
     # --- resume: the state a checkpoint carries -------------------------------
 
@@ -471,6 +478,8 @@ class RefNetTrainer(BaseTrainer):
         self.resume_epoch = data["epoch"]
 
     def _train_epoch_started(self, epoch: int, skipped: int) -> None:
+        self.current_epoch = epoch  # the loader's count (rc10 jumps by the world size)
+        registry.register("current_epoch", epoch)
         self.epoch_start_iteration = self.current_iteration - skipped
 
     def _capture_rng_states(self) -> None:

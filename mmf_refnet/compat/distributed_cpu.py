@@ -6,11 +6,13 @@
 * ``BaseTrainer._set_device`` forces ``cuda:<rank>`` when distributed, and ignores
   ``training.device`` (``cpu`` on a GPU machine still trains on the GPU);
 * ``parallelize_model`` wraps DDP only on CUDA, so CPU ranks never sync gradients;
-* with ``torchrun`` every process gets ``device_id`` 0 (LOCAL_RANK is ignored).
+* with ``torchrun`` every process gets ``device_id`` 0 (LOCAL_RANK is ignored);
+* ``distributed.backend`` defaults to NCCL, which a machine without CUDA cannot start.
 
 The fixes: ``mmf.utils.distributed.dist`` sees "NCCL available" whenever
 torch.distributed is; the all-reduce uses the backend's device; the device follows
-``training.device`` and LOCAL_RANK; CPU ranks get DDP with ``device_ids=None``.
+``training.device`` and LOCAL_RANK; CPU ranks get DDP with ``device_ids=None``; NCCL
+becomes gloo (with a line saying so) where there is no CUDA device.
 """
 
 import os
@@ -40,6 +42,9 @@ def distributed_init(config):
 
     if config.distributed.world_size == 1:
         raise ValueError("Cannot initialize distributed with distributed.world_size=1")
+    if str(config.distributed.backend).lower() == "nccl" and not torch.cuda.is_available():
+        print("distributed.backend is nccl but this machine has no CUDA device: using gloo", flush=True)
+        config.distributed.backend = "gloo"
     if str(config.distributed.backend).lower() == "nccl" and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     if not torch_dist.is_initialized():

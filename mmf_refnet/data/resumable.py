@@ -20,11 +20,14 @@ already consumed are skipped (their samples are never loaded):
 * ``ResumableDatasetLoader`` is rc10's ``DatasetLoader`` with these training
   loaders; its DataLoaders also get their own generator, reseeded each epoch, so
   creating an iterator draws nothing from the global RNG (worker seeds follow
-  the data seed and the epoch).
+  the data seed and the epoch). Epochs are numbered 1, 2, 3, ... with any number of
+  processes (rc10 numbered a 2-process run's epochs 1, 3, 5: other data orders than
+  one process's).
 """
 
 import itertools
 import random
+import warnings
 from typing import Callable, Optional
 
 import torch
@@ -78,6 +81,12 @@ def train_batch_sampler(dataset, batch_size: int, seed: int) -> EpochBatches:
     build = getattr(dataset, "train_batch_sampler", None)
     kwargs = {"batch_size": batch_size, "seed": seed, "num_replicas": num_replicas, "rank": rank}
     batches = build(**kwargs) if build is not None else default_batch_sampler(dataset, **kwargs)
+    if isinstance(batches, BatchSampler) and isinstance(batches.sampler, DistributedSampler) and rank == 0:
+        extra = batches.sampler.total_size - len(dataset)
+        if extra:
+            warnings.warn(f"{getattr(dataset, 'dataset_name', 'the')} training split: {len(dataset)} rows do not "
+                          f"split evenly among {num_replicas} processes, so every epoch repeats {extra} row(s) (torch's "
+                          "DistributedSampler); the run differs from one process's by those rows", stacklevel=2)
     return EpochBatches(batches)
 
 
@@ -105,6 +114,7 @@ class ResumableDatasetLoader(DatasetLoader):
         self.on_train_epoch = on_train_epoch
         self.train_batches = []
         self._resume_epoch, self._resume_skip = None, 0
+        self._last_epoch: Optional[int] = None
 
     def load_datasets(self):
         super().load_datasets()
@@ -134,7 +144,10 @@ class ResumableDatasetLoader(DatasetLoader):
     def seed_sampler(self, dataset_type, seed):
         if dataset_type != "train" or not self.train_batches:
             return super().seed_sampler(dataset_type, seed)
-        epoch, skipped = int(seed), 0
+        # rc10's loop adds world_size - 1 to its epoch count after each epoch of a distributed run (epochs
+        # 1, 3, 5 on 2 processes): after the first epoch of this run, the next epoch is the previous + 1
+        epoch = int(seed) if self._last_epoch is None else self._last_epoch + 1
+        self._last_epoch, skipped = epoch, 0
         if self._resume_epoch == epoch:
             skipped = self._resume_skip
         self._resume_epoch, self._resume_skip = None, 0
