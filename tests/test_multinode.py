@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import subprocess
+import time
 
 import pytest
 import torch
@@ -106,3 +107,44 @@ def test_two_nodes_predict_every_test_id_once(runs):
     with open(os.path.join(runs["data"], "datasets/hateful_memes/defaults/annotations/test_unseen.jsonl")) as handle:
         test_ids = [str(json.loads(line)["id"]) for line in handle]
     assert [row["id"] for row in rows] == test_ids
+
+
+HOLDER = """
+import socket, sys, time
+socket.gethostname = lambda: sys.argv[2]  # the host this process runs on
+from mmf_refnet.run_lock import SaveDirLock
+lock = SaveDirLock(sys.argv[1])
+try:
+    lock.acquire()
+    print("HOLDING", flush=True)
+except Exception as error:
+    print("REFUSED", error, flush=True)
+    sys.exit(3)
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def test_a_live_lock_on_a_shared_save_dir_is_never_taken_over_from_another_host(tmp_path):
+    """Two hosts on one shared filesystem (here: two processes with other host names): the second is
+    refused and leaves the holder's lock file as it was; a holder killed with SIGKILL leaves a stale
+    lock that the next run takes over, naming it."""
+    from tests import forkserver
+
+    save = str(tmp_path / "save")
+    env = runner.offline_env({"PYTHONPATH": runner.REPO})
+    holder = forkserver.start(["-c", HOLDER, save, "node-a", "120"], env)
+    lock_file = os.path.join(save, ".run.lock")
+    deadline = time.monotonic() + 60
+    while not (os.path.exists(lock_file) and os.path.getsize(lock_file)):
+        assert holder.poll() is None and time.monotonic() < deadline, holder.stderr
+        time.sleep(0.1)
+    before = open(lock_file).read()
+    contender = forkserver.run(["-c", HOLDER, save, "node-b", "0"], env)
+    assert contender.returncode == 3, contender.stdout + contender.stderr
+    assert f"is in use by another run: pid {holder.pid} on host node-a" in contender.stdout
+    assert open(lock_file).read() == before  # neither taken over nor emptied
+    holder.kill()
+    assert holder.wait(60) == -9
+    taker = forkserver.run(["-c", HOLDER, save, "node-b", "0"], env)
+    assert taker.returncode == 0 and "HOLDING" in taker.stdout
+    assert f"took over the lock of env.save_dir {save} from pid {holder.pid} on host node-a" in taker.stderr

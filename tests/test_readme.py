@@ -20,7 +20,12 @@ checkpoint feeds the analysis commands. Data is the tests' replicas in MMF's lay
 - ``elsewhere``: another test runs the line as written (the own-data commands: tests/test_own_data.py
   reads them from the README); the check asserts that it does;
 - ``fails_named``: the command runs to a clear, expected error (``mmf_convert_hm`` on a replica zip,
-  whose SHA-256 is not the challenge's: the checksum error names the hash and ``--bypass_checksum``).
+  whose SHA-256 is not the challenge's: the checksum error names the hash and ``--bypass_checksum``);
+- ``nodes``: a command for every node of a multi-node run, started twice at once (2 "nodes" on this
+  machine, one process each), then as ``first_forward``.
+
+The SLURM line runs with stand-ins for ``sbatch``, ``srun`` and ``scontrol`` (tests/slurm_stub/: the
+batch script runs at once, ``srun`` starts its command once per node) on ``PATH``.
 
 Offline, ``bert-base-uncased`` (the real-data configs' ``bert_model_name``) comes from a Hugging
 Face cache in the hub layout made here (BERT-base's shapes, zero weights: the commands stop at the
@@ -71,7 +76,7 @@ torch.nn.modules.module.register_module_forward_pre_hook(_stop_at_the_first_forw
 
 @dataclass
 class Entry:
-    how: str  # complete | first_forward | ci | elsewhere | fails_named
+    how: str  # complete | first_forward | ci | elsewhere | fails_named | nodes
     check: Optional[Callable] = None  # (workspace, output) -> None
     save_model: Optional[str] = None  # first_forward: where the stopped run leaves its weights
     timeout: int = 900
@@ -194,6 +199,14 @@ COMMANDS = {
     "checkpoint.resume_pretrained=False": Entry("complete", _wrote_the_leaderboard_csv),
     f"torchrun --nproc_per_node=2 $(which mmf_run) config={HM}/refnet_ms.yaml distributed.backend=gloo":
         Entry("first_forward", _stopped_at_the_first_forward(processes=2)),
+    f"torchrun --nnodes=$NODE_COUNT --nproc_per_node=$GPUS_PER_NODE --rdzv_backend=c10d --rdzv_endpoint=$MASTER_HOST:29400 "
+    f"--rdzv_id=refnet_hm $(which mmf_run) config={HM}/refnet_ms.yaml":
+        Entry("nodes", _stopped_at_the_first_forward(processes=2),
+              env=lambda workspace: {"NODE_COUNT": "2", "GPUS_PER_NODE": "1", "MASTER_HOST": "localhost"}),
+    f"sbatch --nodes=2 --gpus-per-node=8 scripts/slurm_train.sh config={HM}/refnet_ms.yaml":
+        Entry("first_forward", _stopped_at_the_first_forward(processes=2),
+              env=lambda workspace: {"GPUS_PER_NODE": "1", "PATH": os.pathsep.join(
+                  [os.path.join(runner.REPO, "tests", "slurm_stub"), os.path.dirname(sys.executable), os.environ["PATH"]])}),
     f"mmf_run config={HM}/pretrain.yaml env.save_dir=save/pretrain":
         Entry("first_forward", _stopped_at_the_first_forward(), save_model="save/pretrain/refnet_final.pth"),
     f"mmf_run config={HM}/refnet_ms.yaml dataset_config.hateful_memes.label_fraction=0.05 "
@@ -333,6 +346,20 @@ def _vilbert_base_in_model_zoo(data_dir: str, key: str = "vilbert.pretrained.cc.
     mark_done(folder, OmegaConf.select(zoo, key).version)
 
 
+def _on_two_nodes(exact: str, workspace: str, entry: Entry) -> subprocess.CompletedProcess:
+    """``exact`` on two "nodes" at once (the same line, as on every node of a run); their outputs together."""
+    nodes = [subprocess.Popen(["bash", "-c", exact], cwd=workspace, env=_environment(workspace, entry),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = []
+    for node in nodes:
+        try:
+            outputs.append(node.communicate(timeout=entry.timeout)[0])
+        finally:
+            node.kill()
+    failed = [node.returncode for node in nodes if node.returncode != 0]
+    return subprocess.CompletedProcess(exact, failed[0] if failed else 0, "".join(outputs), "")
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("readme"))
@@ -371,7 +398,7 @@ def _environment(workspace: str, entry: Entry) -> dict:
     env.update({"HF_HOME": os.path.join(workspace, "hf"), "HF_HUB_CACHE": os.path.join(workspace, "hf", "hub")})
     env.update(entry.env(workspace) if entry.env else {})
     env["PET_MASTER_PORT"] = str(_free_port())  # torchrun's --master_port (its default, 29500, may be taken)
-    if entry.how == "first_forward":
+    if entry.how in ("first_forward", "nodes"):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(workspace, "stop_hook"), env.get("PYTHONPATH")]))
         if entry.save_model:
             env["REFNET_README_SAVE_MODEL"] = os.path.join(workspace, entry.save_model)
@@ -396,14 +423,18 @@ def test_readme_command_runs_as_written(line, exact, workspace):
     if entry.how == "elsewhere":
         _run_by_test_own_data(workspace, line)
         return
-    result = subprocess.run(["bash", "-c", exact], cwd=workspace, env=_environment(workspace, entry),
-                            capture_output=True, text=True, timeout=entry.timeout)
+    if entry.how == "nodes":
+        result = _on_two_nodes(exact, workspace, entry)
+    else:
+        result = subprocess.run(["bash", "-c", exact], cwd=workspace, env=_environment(workspace, entry),
+                                capture_output=True, text=True, timeout=entry.timeout)
     output = result.stdout + result.stderr
     if entry.how == "complete":
         assert result.returncode == 0, f"{exact}\nexit {result.returncode}:\n{output[-6000:]}"
     elif entry.how == "fails_named":
         assert result.returncode not in (0, STOPPED), f"{exact}\nexit {result.returncode}:\n{output[-6000:]}"
     else:
-        stopped = result.returncode == STOPPED or (line.startswith("torchrun") and result.returncode != 0)
+        launcher = line.startswith(("torchrun", "sbatch"))  # report a stopped worker as their own failure
+        stopped = result.returncode == STOPPED or (launcher and result.returncode != 0)
         assert stopped, f"{exact}\nexit {result.returncode} before the first batch reached the model:\n{output[-6000:]}"
     entry.check(workspace, output)
