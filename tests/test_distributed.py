@@ -196,3 +196,18 @@ def test_bad_distributed_settings_are_named_before_any_update(work):
     output = _refused(work, str(work["root"] / "bad_labeled"), *TRAIN, *_labels("half, natural mixing")[:1],
                       "dataset_config.hateful_memes.labeled_per_batch=9")
     assert "labeled_per_batch=9: the number of labeled rows per batch must be between 1 and the batch size" in output
+
+
+def test_a_resumed_run_keeps_the_data_seed_rank_zero_drew(work):
+    """training.seed -1 draws a new seed in every run; the resumed run takes its checkpoint's."""
+    save = str(work["root"] / "resumed_seed")
+    first = ["run_type=train", "training.batch_size=8", "training.max_updates=4", "training.checkpoint_interval=4",
+             "training.evaluation_interval=100", "training.log_interval=2", "training.seed=-1"]
+    runner.run_ranks([{"script": "mmf_run", "opts": _opts(work, "refnet_ms", save, *first)},
+                      {"script": "mmf_run", "opts": _opts(work, "refnet_ms", save, *first[:2], "training.max_updates=8",
+                                                          *first[3:], "checkpoint.resume=True")}], str(work["root"]))
+    for record in _rank_records(save):
+        assert record["returncode"] == 0, record["output"]
+    with open(os.path.join(save, "train.log")) as handle:
+        seeds = re.findall(r"data_seed=(\d+) \(rank 0's", handle.read())
+    assert len(seeds) == 2 and seeds[0] == seeds[1], seeds

@@ -10,7 +10,9 @@
 
 Each honours ``sample_list.labeled`` (all rows labeled when absent); none reads an
 unlabeled row's placeholder target (``LABEL_AWARE_LOSSES``, which the data layer
-checks). The "logged as" names are what ReFNet models report (``ModelLosses``);
+checks). In a distributed training step the means over rows are weighed by the rank's
+share of the global batch (``weighed``), so the ranks together train what one process
+trains on the global batch. The "logged as" names are what ReFNet models report (``ModelLosses``);
 under MMF's plain ``Losses`` (any other model) a loss is logged by its type.
 """
 
